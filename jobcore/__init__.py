@@ -1,0 +1,14 @@
+"""agent-jobs engine: durable background jobs under detached supervisors.
+
+No MCP here. ``Jobs`` and ``AsyncJobs`` are the whole public surface; they return the
+payload models of :mod:`jobcore.payloads` and raise :class:`JobError`.
+
+The supervisor is started by file path (``python -S jobcore/supervisor.py``), so it never
+imports this package; keeping pydantic out of its start-up is why.
+"""
+
+from .api import AsyncJobs, Jobs
+from .errors import JobError
+from .payloads import ErrorInfo, ErrorPayload, Payload
+
+__all__ = ["AsyncJobs", "ErrorInfo", "ErrorPayload", "JobError", "Jobs", "Payload"]

@@ -1,0 +1,91 @@
+"""File-level helpers shared by the engine and the supervisor.
+
+Standard library only: the supervisor imports this module by file path (as ``_fsio``)
+under ``python -S``, so it must not pull in the package or anything heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+META = "meta.json"
+STATE = "state.json"
+ENV = "env.json"
+STDOUT = "stdout.log"
+STDERR = "stderr.log"
+FULL = "full.log"
+STDIN = "stdin.bin"
+ACK = "supervisor.ack"
+KILL_REQUEST = "kill.json"
+WAKE_FIFO = "wake.fifo"
+LOCK = "job.lock"
+
+TERMINAL_STATES = frozenset({"exited", "killed", "failed"})
+
+
+def now_rfc3339(epoch: float | None = None) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-28T06:00:00.123Z``."""
+    t = time.time() if epoch is None else epoch
+    ms = int(t * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"
+
+
+def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
+    """Write JSON to a temp file beside ``path`` and rename it over: readers never see a torn file."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=2)
+            f.write("\n")
+            f.flush()
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def state_record(
+    job_id: str,
+    status: str,
+    *,
+    started_at: str | None = None,
+    exit_code: int | None = None,
+    signal_name: str | None = None,
+    duration_ms: int | None = None,
+    pid: int | None = None,
+    supervisor_pid: int | None = None,
+    finished_at: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The ``state.json`` document (CONTRACT §2): optional keys are left out, never null."""
+    job: dict[str, Any] = {"id": job_id, "status": status}
+    if started_at is not None:
+        job["started_at"] = started_at
+    record: dict[str, Any] = {
+        "job": job,
+        "result": {"exit_code": exit_code, "signal": signal_name, "duration_ms": duration_ms},
+    }
+    if pid is not None:
+        record["pid"] = pid
+    if supervisor_pid is not None:
+        record["supervisor_pid"] = supervisor_pid
+    if finished_at is not None:
+        record["finished_at"] = finished_at
+    record["updated_at"] = now_rfc3339()
+    if reason is not None:
+        record["reason"] = reason
+    return record

@@ -1,0 +1,178 @@
+"""The inputs of every operation, validated strictly (CONTRACT §5).
+
+Wrong types, unknown fields and out-of-range values are refused here, before anything
+touches the disk; :func:`parse` turns pydantic's error into an ``invalid_input`` that
+names the field and the value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import invalid_input
+
+T = TypeVar("T", bound=BaseModel)
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TAG = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_TAG_FILTER = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?:\.\*)?")
+
+JobIdStr = Annotated[str, Field(description="Full job id or a unique prefix of 4+ characters.")]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+SIGNALS = ("SIGTERM", "SIGINT", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _check_tags(tags: list[str]) -> list[str]:
+    out: list[str] = []
+    for tag in tags:
+        if not _TAG.fullmatch(tag):
+            raise ValueError(f"bad tag {tag!r}: dot-separated segments of letters, digits and '-'")
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+class JobSpec(_Input):
+    """What a job runs: the definition persisted in ``meta.json``."""
+
+    command: str | list[NonEmptyStr] = Field(
+        description="A shell string (run through shell_wrapper) or an argv array (run directly)."
+    )
+    cwd: str | None = Field(None, description="Working directory; must exist. Default: the server's.")
+    env: dict[str, str] | None = Field(None, description="Variables set on top of the inherited environment.")
+    env_files: list[NonEmptyStr] = Field(default_factory=list, description="KEY=VALUE files read at start time.")
+    inherit_env: bool = Field(True, description="Start from the server's environment.")
+    mask: list[str] = Field(default_factory=list, description="env keys whose values are shown as ***.")
+    stdin: str | None = Field(None, description="Literal text given to the command on stdin.")
+    stdin_file: str | None = Field(None, description="A file, read by the server at create time, given on stdin.")
+    timeout: Seconds = Field(0, description="Seconds before SIGTERM (0 = no timeout).")
+    kill_after: Seconds = Field(5, description="Seconds from SIGTERM to SIGKILL.")
+    tags: list[str] = Field(default_factory=list, description="Labels such as 'ci' or 'project.build'.")
+    shell_wrapper: list[NonEmptyStr] | None = Field(
+        None, min_length=1, description="argv that runs a string command, default ['sh', '-c']."
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, v: str | list[str]) -> str | list[str]:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
+            raise ValueError("command is empty")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for key in v or {}:
+            if not _ENV_KEY.fullmatch(key):
+                raise ValueError(f"bad env key {key!r}: letters, digits and '_', not starting with a digit")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        return _check_tags(v)
+
+
+class Observation(_Input):
+    """How long a call watches the job and how much output it returns."""
+
+    wait_seconds: Seconds | None = Field(None, description="Longest time this call waits for the job to end.")
+    tail_lines: int = Field(50, ge=0, description="Last lines of each log to return (0 = no line limit).")
+    max_bytes: int = Field(65536, ge=0, description="Most bytes of each log to return.")
+
+
+class RunInput(JobSpec, Observation):
+    pass
+
+
+class JobRef(_Input):
+    job_id: JobIdStr
+
+
+class StartInput(JobRef, Observation):
+    pass
+
+
+class SnapshotInput(JobRef):
+    tail_lines: int = Field(50, ge=0, description="Last lines of each log (0 = no line limit).")
+    max_bytes: int = Field(65536, ge=0, description="Most bytes of each log.")
+    stdout_offset: int | None = Field(None, ge=0, description="Read stdout from this byte offset instead of the tail.")
+    stderr_offset: int | None = Field(None, ge=0, description="Read stderr from this byte offset instead of the tail.")
+
+
+class KillInput(JobRef):
+    signal: str = Field("SIGTERM", description="SIGTERM, SIGINT, SIGKILL, SIGHUP, SIGQUIT, SIGUSR1 or SIGUSR2.")
+    wait_seconds: Seconds | None = Field(None, description="Longest time to observe the end.")
+
+    @field_validator("signal")
+    @classmethod
+    def _signal(cls, v: str) -> str:
+        name = v.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name not in SIGNALS:
+            raise ValueError(f"unsupported signal {v!r}; one of {', '.join(SIGNALS)}")
+        return name
+
+
+class ListInput(_Input):
+    state: Literal["created", "running", "exited", "killed", "failed"] | None = None
+    tags: list[str] = Field(default_factory=list, description="All must match; 'a.*' matches a and a.anything.")
+    cwd: str | None = Field(None, description="List the jobs of this tree instead of the server's working directory.")
+    all: bool = Field(False, description="List every job, whatever its cwd.")
+    limit: int = Field(50, ge=0, description="Most jobs returned (0 = no limit).")
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_filters(cls, v: list[str]) -> list[str]:
+        for tag in v:
+            if not _TAG_FILTER.fullmatch(tag):
+                raise ValueError(f"bad tag filter {tag!r}")
+        return v
+
+
+class DeleteInput(_Input):
+    job_id: JobIdStr | None = None
+    finished_older_than: str | None = Field(None, description="Age such as 7d, 12h, 45m, 90s.")
+    dry_run: bool = False
+
+
+class TagInput(JobRef):
+    tags: list[str]
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        return _check_tags(v)
+
+
+def _is_union_branch(part: object) -> bool:
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool"} or "[" in part)
+
+
+def parse(model: type[T], data: Any) -> T:
+    """Validate ``data`` into ``model``, or raise ``invalid_input`` naming the field and value."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        # With unions pydantic reports one error per branch: the deepest one is the telling one.
+        err = max(exc.errors(include_url=False), key=lambda e: len(e["loc"]))
+        field = ".".join(str(p) for p in err["loc"] if not _is_union_branch(p)) or "input"
+        value = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        if err["type"] == "missing":
+            raise invalid_input(f"{field}: required field is missing", field=field) from None
+        shown = repr(value)
+        if len(shown) > 200:
+            shown = shown[:200] + "..."
+        raise invalid_input(f"{field}: {msg} (got {shown})", field=field) from None

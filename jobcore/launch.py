@@ -1,0 +1,131 @@
+"""Starting a job's supervisor, detached, and reaping it when it ends.
+
+The supervisor runs in its own session (the stdio client kills the server's process group
+on shutdown) and acknowledges on its stderr pipe once it owns the job. A launch not
+acknowledged within :data:`ACK_TIMEOUT_S` ends ``failed`` with ``launch_failed``, and the
+``supervisor.ack`` marker, taken with ``O_EXCL``, keeps a late supervisor from running it.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import threading
+import time
+
+from . import _fsio
+from .errors import JobError
+from .store import JobDir
+
+ACK_TIMEOUT_S = 5.0
+SUPERVISOR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
+
+
+class _Reaper:
+    """One thread that waits on the pidfds of every supervisor this process spawned.
+
+    The server lives long and spawns many supervisors; each must be waited for or it stays
+    a zombie. No SIGCHLD handler and no ``waitpid(-1)``: other children are not ours to reap.
+    """
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._pids: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, pid: int) -> None:
+        pidfd = os.pidfd_open(pid)
+        with self._lock:
+            self._pids[pidfd] = pid
+            self._epoll.register(pidfd, select.EPOLLIN)
+            if self._thread is None or self._thread.ident is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="agent-jobs-reaper", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            for pidfd, _ in self._epoll.poll():
+                with self._lock:
+                    pid = self._pids.pop(pidfd)
+                    self._epoll.unregister(pidfd)
+                os.close(pidfd)
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+
+
+_reaper = _Reaper()
+
+
+def _read_ack(fd: int, deadline: float) -> tuple[bool, bytes]:
+    """Read the supervisor's stderr until it says ACK, closes it, or the deadline passes."""
+    got = b""
+    while (remaining := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        got += chunk
+        if got.endswith(b"ACK"):
+            return True, got
+    return False, got
+
+
+def _cause(output: bytes, fallback: str) -> str:
+    lines = [ln for ln in output.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else fallback
+
+
+def launch(jd: JobDir) -> None:
+    """Start the supervisor of a ``created`` job (the caller holds the job's lock)."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    pidfd = None
+    try:
+        try:
+            pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-S", "-E", SUPERVISOR_PATH, str(jd.path)],
+                dict(os.environ),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, write_fd, 2),
+                ],
+                setsid=True,
+            )
+        except OSError as exc:
+            _fail(jd, f"cannot start the supervisor: {exc}")
+        os.close(write_fd)
+        write_fd = -1
+        pidfd = os.pidfd_open(pid)
+        _reaper.watch(pid)
+        acked, output = _read_ack(read_fd, time.monotonic() + ACK_TIMEOUT_S)
+        if acked:
+            return
+        # No acknowledgement: make sure this supervisor can never run the job, then decide.
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        cause = _cause(output, f"supervisor did not acknowledge within {ACK_TIMEOUT_S:g} s")
+        _fail(jd, cause)
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _fail(jd: JobDir, cause: str) -> None:
+    """Record ``launch_failed`` unless the supervisor already took the job."""
+    try:
+        os.close(os.open(jd.file(_fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        if jd.read_state()["job"]["status"] != "created":
+            return  # it started the command before dying; readers see supervisor_lost
+    jd.write_state("failed", finished_at=_fsio.now_rfc3339(), reason=f"launch_failed: {cause}")
+    raise JobError("launch_failed", f"job {jd.job_id} did not launch: {cause}", details={"job_id": jd.job_id})

@@ -1,0 +1,98 @@
+"""Reading windows of a job's logs (the snapshot object of CONTRACT §4).
+
+A tail reads at most ``max_bytes`` from the end of the file, so its cost does not grow
+with the log; an offset read returns ``[offset, min(size, offset + max_bytes))``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .payloads import Snapshot
+
+
+@dataclass(frozen=True)
+class Window:
+    text: str
+    begin: int
+    end: int
+    size: int
+    #: Something was left out: the start of a tail, or the rest after an offset window.
+    truncated: bool
+
+
+def _read_range(fd: int, begin: int, end: int) -> bytes:
+    return os.pread(fd, end - begin, begin) if end > begin else b""
+
+
+def read_tail(path: str, tail_lines: int, max_bytes: int) -> Window:
+    """The last ``tail_lines`` lines (0 = any number) within the last ``max_bytes`` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return Window("", 0, 0, 0, False)
+    try:
+        size = os.fstat(fd).st_size
+        begin = max(0, size - max_bytes)
+        data = _read_range(fd, begin, size)
+    finally:
+        os.close(fd)
+    end = begin + len(data)
+    if tail_lines > 0 and data:
+        # A last line without a newline counts as a line.
+        search_end = len(data) - 1 if data.endswith(b"\n") else len(data)
+        cut = search_end
+        for _ in range(tail_lines):
+            cut = data.rfind(b"\n", 0, cut)
+            if cut < 0:
+                break
+        if cut >= 0:
+            data = data[cut + 1 :]
+            begin = end - len(data)
+    return Window(data.decode("utf-8", errors="replace"), begin, end, size, begin > 0)
+
+
+def read_from(path: str, offset: int, max_bytes: int) -> Window:
+    """The bytes from ``offset`` on, at most ``max_bytes`` of them."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return Window("", 0, 0, 0, False)
+    try:
+        size = os.fstat(fd).st_size
+        begin = min(offset, size)
+        data = _read_range(fd, begin, min(size, begin + max_bytes))
+    finally:
+        os.close(fd)
+    end = begin + len(data)
+    return Window(data.decode("utf-8", errors="replace"), begin, end, size, end < size)
+
+
+def snapshot(
+    stdout_path: str,
+    stderr_path: str,
+    *,
+    tail_lines: int = 50,
+    max_bytes: int = 65536,
+    stdout_offset: int | None = None,
+    stderr_offset: int | None = None,
+) -> Snapshot:
+    def window(path: str, offset: int | None) -> Window:
+        if offset is None:
+            return read_tail(path, tail_lines, max_bytes)
+        return read_from(path, offset, max_bytes)
+
+    out = window(stdout_path, stdout_offset)
+    err = window(stderr_path, stderr_offset)
+    return Snapshot(
+        stdout_tail=out.text,
+        stderr_tail=err.text,
+        truncated=out.truncated or err.truncated,
+        stdout_observed_bytes=out.size,
+        stderr_observed_bytes=err.size,
+        stdout_included_bytes=out.end - out.begin,
+        stderr_included_bytes=err.end - err.begin,
+        stdout_range=(out.begin, out.end),
+        stderr_range=(err.begin, err.end),
+    )

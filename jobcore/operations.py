@@ -1,0 +1,557 @@
+"""Every operation on jobs, written once as a generator of waits (see :mod:`waiting`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+from . import _fsio, _procs, logs
+from .errors import JobError, invalid_input
+from .inputs import (
+    DeleteInput,
+    JobSpec,
+    KillInput,
+    ListInput,
+    Observation,
+    RunInput,
+    SnapshotInput,
+    StartInput,
+    TagInput,
+)
+from .launch import launch
+from .payloads import (
+    CreatePayload,
+    DeleteEntry,
+    DeletePayload,
+    KillPayload,
+    LaunchPayload,
+    ListEntry,
+    ListPayload,
+    Snapshot,
+    SnapshotPayload,
+    TagPayload,
+    WaitPayload,
+)
+from .store import JobDir, Store, new_job_id
+from .waiting import Steps, WaitFor
+
+STDIN_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_LAUNCH_WAIT_S = 10.0
+DEFAULT_WAIT_S = 30.0
+DEFAULT_KILL_WAIT_S = 3.0
+#: With the supervisor lost, other members of the group give no exit event: look again this often.
+LOST_RECHECK_S = 0.5
+_RESTART_STOP_S = 10.0
+_DURATION = re.compile(r"(\d+)([dhms])")
+_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_CREATE_ID_TRIES = 16
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _is_ended(state: dict[str, Any]) -> bool:
+    return state["job"]["status"] in _fsio.TERMINAL_STATES
+
+
+def _end_fields(state: dict[str, Any]) -> dict[str, Any]:
+    """exit code, signal, finish time, duration and reason, as the payloads name them."""
+    result = state.get("result", {})
+    return {
+        "exit_code": result.get("exit_code"),
+        "signal": result.get("signal"),
+        "finished_at": state.get("finished_at"),
+        "duration_ms": result.get("duration_ms"),
+        "reason": state.get("reason"),
+    }
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
+def wait_for_end(jd: JobDir, deadline: float) -> Steps[dict[str, Any]]:
+    """The job's state once it has ended, or at the deadline; woken by the end itself.
+
+    The supervisor holds the job's wake FIFO open for writing while the command runs;
+    our read end hangs up the moment it closes it (after writing the end) or dies.
+    The FIFO is opened before the state is read, so no end can slip between the two.
+    """
+    while True:
+        with ExitStack() as stack:
+            fifo = os.open(jd.file(_fsio.WAKE_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            stack.callback(os.close, fifo)
+            state = jd.observed_state()
+            remaining = deadline - time.monotonic()
+            if _is_ended(state) or remaining <= 0:
+                return state
+            request = WaitFor([fifo], remaining)
+            if state.get("reason") == "supervisor_lost":
+                leader = _pidfd(state["pid"]) if _procs.is_alive(state["pid"]) else None
+                if leader is not None:
+                    stack.callback(os.close, leader)
+                request = WaitFor([leader] if leader is not None else [], min(remaining, LOST_RECHECK_S))
+            yield request
+
+
+def _stop_processes(
+    pids: list[int], signum: int | None, escalate_after: float | None, deadline: float
+) -> Steps[list[int]]:
+    """Send ``signum`` (None: none) to ``pids`` and watch them go, until the deadline.
+
+    With ``escalate_after``, SIGKILL whatever is still alive that many seconds later.
+    Works on pidfds, so a recycled pid is never signalled. Returns the pids still alive.
+    """
+    fds: dict[int, int] = {}
+    try:
+        for pid in pids:
+            if (fd := _pidfd(pid)) is not None:
+                fds[fd] = pid
+                if signum is not None:
+                    _send(fd, signum)
+        escalate_at = None if escalate_after is None else time.monotonic() + escalate_after
+        while True:
+            for fd in [fd for fd, pid in fds.items() if not _procs.is_alive(pid)]:
+                del fds[fd]
+                os.close(fd)
+            now = time.monotonic()
+            if not fds or now >= deadline:
+                return list(fds.values())
+            if escalate_at is not None and now >= escalate_at:
+                for fd in fds:
+                    _send(fd, signal.SIGKILL)
+                escalate_at = None
+            until = deadline if escalate_at is None else min(deadline, escalate_at)
+            yield WaitFor(list(fds), until - now)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _send(pidfd: int, signum: int) -> None:
+    try:
+        signal.pidfd_send_signal(pidfd, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _read_stdin(spec: JobSpec) -> bytes | None:
+    if spec.stdin is not None and spec.stdin_file is not None:
+        raise invalid_input("give stdin or stdin_file, not both", field="stdin_file")
+    if spec.stdin is not None:
+        data = spec.stdin.encode()
+    elif spec.stdin_file is not None:
+        try:
+            if os.path.getsize(spec.stdin_file) > STDIN_MAX_BYTES:
+                raise JobError(
+                    "stdin_too_large",
+                    f"stdin_file {spec.stdin_file!r} is over {STDIN_MAX_BYTES} bytes",
+                    details={"field": "stdin_file", "limit": STDIN_MAX_BYTES},
+                )
+            with open(spec.stdin_file, "rb") as f:
+                data = f.read(STDIN_MAX_BYTES + 1)
+        except OSError as exc:
+            raise invalid_input(
+                f"stdin_file: cannot read {spec.stdin_file!r}: {exc.strerror}", field="stdin_file"
+            ) from None
+    else:
+        return None
+    if len(data) > STDIN_MAX_BYTES:
+        raise JobError(
+            "stdin_too_large",
+            f"stdin is {len(data)} bytes, over the limit of {STDIN_MAX_BYTES}",
+            details={"field": "stdin", "limit": STDIN_MAX_BYTES},
+        )
+    return data
+
+
+def _check_cwd(cwd: str | None) -> str:
+    path = os.path.realpath(os.path.expanduser(cwd) if cwd is not None else os.getcwd())
+    if not os.path.isdir(path):
+        raise invalid_input(f"cwd: {cwd!r} is not an existing directory", field="cwd")
+    return path
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``45m``, ``90s`` (or a sum such as ``1h30m``) in seconds."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise invalid_input(
+            f"finished_older_than: {text!r} is not an age such as 7d, 12h, 45m or 90s", field="finished_older_than"
+        )
+    return float(sum(int(n) * _UNIT_S[u] for n, u in parts))
+
+
+def _parse_time(text: str) -> float:
+    return time.mktime(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+
+
+def _tag_matches(tags: list[str], wanted: str) -> bool:
+    if wanted.endswith(".*"):
+        base = wanted[:-2]
+        return any(t == base or t.startswith(base + ".") for t in tags)
+    return wanted in tags
+
+
+class Operations:
+    """The engine's operations over one store; each returns a generator of waits."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # --- defining and launching -------------------------------------------------------
+
+    def create(self, spec: JobSpec) -> Steps[CreatePayload]:
+        jd = self._create(spec)
+        return self._created_payload(jd)
+        yield  # a generator, like every operation
+
+    def _created_payload(self, jd: JobDir) -> CreatePayload:
+        return CreatePayload(
+            job_id=jd.job_id,
+            stdout_log_path=jd.stdout_path,
+            stderr_log_path=jd.stderr_path,
+            full_log_path=jd.full_path,
+        )
+
+    def _create(self, spec: JobSpec) -> JobDir:
+        """Validate everything first, so that a refused call creates nothing."""
+        cwd = _check_cwd(spec.cwd)
+        for path in spec.env_files:
+            if not os.access(path, os.R_OK) or not os.path.isfile(path):
+                raise invalid_input(f"env_files: {path!r} is not a readable file", field="env_files")
+        stdin = _read_stdin(spec)
+        env = spec.env or {}
+        meta: dict[str, Any] = {
+            "job": {"id": ""},
+            "schema_version": "0.1",
+            "command": spec.command,
+            "cwd": cwd,
+            "created_at": _fsio.now_rfc3339(),
+            "env_keys": list(env),
+            "env_vars": [f"{k}={'***' if k in spec.mask else v}" for k, v in env.items()],
+            "mask": spec.mask,
+            "inherit_env": spec.inherit_env,
+            "env_files": [os.path.abspath(p) for p in spec.env_files],
+            "timeout_ms": _ms(spec.timeout),
+            "kill_after_ms": _ms(spec.kill_after),
+            "tags": spec.tags,
+            "shell_wrapper": spec.shell_wrapper or ["sh", "-c"],
+        }
+        if stdin is not None:
+            meta["stdin_file"] = _fsio.STDIN
+        jd = self._new_dir()
+        try:
+            meta["job"]["id"] = jd.job_id
+            if stdin is not None:
+                fd = os.open(jd.file(_fsio.STDIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(stdin)
+            if env:
+                _fsio.write_json_atomic(jd.file(_fsio.ENV), env, mode=0o600)
+            _fsio.write_json_atomic(jd.file(_fsio.META), meta)
+            for name in (_fsio.STDOUT, _fsio.STDERR, _fsio.FULL):
+                open(jd.file(name), "wb").close()
+            os.mkfifo(jd.file(_fsio.WAKE_FIFO), 0o600)
+            jd.write_state("created")
+        except OSError as exc:
+            shutil.rmtree(jd.path, ignore_errors=True)
+            raise JobError("io_error", f"cannot write job {jd.job_id}: {exc}", retryable=True) from None
+        return jd
+
+    def _new_dir(self) -> JobDir:
+        try:
+            self.store.root.mkdir(parents=True, exist_ok=True)
+            for _ in range(_CREATE_ID_TRIES):
+                jd = JobDir(self.store.root, new_job_id())
+                try:
+                    jd.path.mkdir()
+                    return jd
+                except FileExistsError:
+                    continue
+        except OSError as exc:
+            raise JobError("io_error", f"cannot create a job under {self.store.root}: {exc}", retryable=True) from None
+        raise JobError("io_error", f"no free job id after {_CREATE_ID_TRIES} tries", retryable=True)
+
+    def start(self, inp: StartInput) -> Steps[LaunchPayload]:
+        started = time.monotonic()
+        jd = self.store.open(inp.job_id)
+        with jd.lock():
+            state = jd.read_state()
+            if state["job"]["status"] != "created":
+                raise JobError(
+                    "invalid_state",
+                    f"job {jd.job_id} is {state['job']['status']}; only a created job can be started",
+                    details={"job_id": jd.job_id, "state": state["job"]["status"]},
+                )
+            launch(jd)
+        return (yield from self._observe("start", jd, inp, started))
+
+    def run(self, inp: RunInput) -> Steps[LaunchPayload]:
+        started = time.monotonic()
+        jd = self._create(inp)
+        with jd.lock():
+            launch(jd)
+        return (yield from self._observe("run", jd, inp, started))
+
+    def restart(self, inp: StartInput) -> Steps[LaunchPayload]:
+        started = time.monotonic()
+        jd = self.store.open(inp.job_id)
+        with jd.lock():
+            state = jd.observed_state()
+            if state["job"]["status"] != "created":
+                yield from self._stop_all(jd, state)
+                for name in (_fsio.STDOUT, _fsio.STDERR, _fsio.FULL):
+                    open(jd.file(name), "wb").close()
+                for name in (_fsio.ACK, _fsio.KILL_REQUEST):
+                    try:
+                        os.unlink(jd.file(name))
+                    except FileNotFoundError:
+                        pass
+                jd.write_state("created")
+            launch(jd)
+        return (yield from self._observe("restart", jd, inp, started))
+
+    def _stop_all(self, jd: JobDir, state: dict[str, Any]) -> Steps[None]:
+        """End every process of the job and its supervisor, or refuse the restart."""
+        meta = jd.read_meta()
+        deadline = time.monotonic() + _RESTART_STOP_S
+        supervisor = state.get("supervisor_pid")
+        pids = _procs.job_processes(jd.job_id, state.get("pid"))
+        left = yield from _stop_processes(pids, signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
+        if supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
+            # With its job's processes gone it records the end and exits on its own.
+            left += yield from _stop_processes([supervisor], None, None, deadline)
+        if left:
+            raise JobError(
+                "invalid_state",
+                f"job {jd.job_id}: processes {left} did not end; not restarted",
+                retryable=True,
+                details={"job_id": jd.job_id, "pids": left},
+            )
+
+    def _observe(self, kind: str, jd: JobDir, obs: Observation, started: float) -> Steps[LaunchPayload]:
+        wait_s = DEFAULT_LAUNCH_WAIT_S if obs.wait_seconds is None else obs.wait_seconds
+        observed_from = time.monotonic()
+        state = yield from wait_for_end(jd, observed_from + wait_s)
+        now = time.monotonic()
+        meta = jd.read_meta()
+        snap = self._snapshot(jd, obs.tail_lines, obs.max_bytes)
+        ended = _is_ended(state)
+        return LaunchPayload(
+            type=kind,  # type: ignore[arg-type]
+            job_id=jd.job_id,
+            state=state["job"]["status"],
+            tags=meta["tags"],
+            env_vars=meta["env_vars"] or None,
+            stdout_log_path=jd.stdout_path,
+            stderr_log_path=jd.stderr_path,
+            waited_ms=_ms(now - observed_from),
+            elapsed_ms=_ms(now - started),
+            snapshot=None if ended else snap,
+            final_snapshot=snap if ended else None,
+            **(_end_fields(state) if ended else {}),
+        )
+
+    # --- reading ------------------------------------------------------------------------
+
+    @staticmethod
+    def _snapshot(jd: JobDir, tail_lines: int, max_bytes: int, **offsets: int | None) -> Snapshot:
+        return logs.snapshot(jd.stdout_path, jd.stderr_path, tail_lines=tail_lines, max_bytes=max_bytes, **offsets)
+
+    def snapshot(self, inp: SnapshotInput) -> Steps[SnapshotPayload]:
+        jd = self.store.open(inp.job_id)
+        meta = jd.read_meta()
+        state = jd.observed_state()
+        snap = self._snapshot(
+            jd, inp.tail_lines, inp.max_bytes, stdout_offset=inp.stdout_offset, stderr_offset=inp.stderr_offset
+        )
+        return SnapshotPayload(
+            job_id=jd.job_id,
+            state=state["job"]["status"],
+            command=meta["command"],
+            cwd=meta["cwd"],
+            tags=meta["tags"],
+            created_at=meta["created_at"],
+            started_at=state["job"].get("started_at"),
+            updated_at=state["updated_at"],
+            stdout_log_path=jd.stdout_path,
+            stderr_log_path=jd.stderr_path,
+            full_log_path=jd.full_path,
+            snapshot=snap,
+            **_end_fields(state),
+        )
+        yield
+
+    def wait(self, inp: StartInput) -> Steps[WaitPayload]:
+        jd = self.store.open(inp.job_id)
+        wait_s = DEFAULT_WAIT_S if inp.wait_seconds is None else inp.wait_seconds
+        begun = time.monotonic()
+        state = yield from wait_for_end(jd, begun + wait_s)
+        waited_ms = _ms(time.monotonic() - begun)
+        snap = self._snapshot(jd, inp.tail_lines, inp.max_bytes)
+        ended = _is_ended(state)
+        return WaitPayload(
+            job_id=jd.job_id,
+            state=state["job"]["status"],
+            waited_ms=waited_ms,
+            timed_out=not ended,
+            snapshot=None if ended else snap,
+            final_snapshot=snap if ended else None,
+            **_end_fields(state),
+        )
+
+    # --- signalling ---------------------------------------------------------------------
+
+    def kill(self, inp: KillInput) -> Steps[KillPayload]:
+        jd = self.store.open(inp.job_id)
+        state = jd.observed_state()
+        if state["job"]["status"] == "created":
+            raise JobError(
+                "invalid_state", f"job {jd.job_id} has not started; nothing to kill", details={"job_id": jd.job_id}
+            )
+        wait_s = DEFAULT_KILL_WAIT_S if inp.wait_seconds is None else inp.wait_seconds
+        begun = time.monotonic()
+        pids = _procs.job_processes(jd.job_id, state.get("pid"))
+        sent = None
+        if pids:
+            signum = getattr(signal, inp.signal)
+            # Written before any signal, so the supervisor records the end as killed.
+            _fsio.write_json_atomic(
+                jd.file(_fsio.KILL_REQUEST), {"signal": inp.signal, "requested_at": _fsio.now_rfc3339()}
+            )
+            ending = signum not in (signal.SIGUSR1, signal.SIGUSR2)
+            deadline = begun + wait_s if ending else begun
+            supervisor = state.get("supervisor_pid")
+            if supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
+                escalate_after = None
+                os.kill(supervisor, signal.SIGUSR1)  # it escalates to SIGKILL after kill_after
+            else:
+                escalate_after = jd.read_meta()["kill_after_ms"] / 1000 if ending else None
+            yield from _stop_processes(pids, signum, escalate_after, deadline)
+            state = yield from wait_for_end(jd, deadline)
+            sent = inp.signal
+        return KillPayload(
+            job_id=jd.job_id,
+            signal=sent,
+            state=state["job"]["status"],
+            exit_code=state.get("result", {}).get("exit_code"),
+            observed_within_ms=_ms(time.monotonic() - begun),
+        )
+
+    # --- the store ----------------------------------------------------------------------
+
+    def _entries(self) -> Iterator[tuple[JobDir, dict[str, Any], dict[str, Any]] | None]:
+        """(job dir, meta, observed state) of every job; None for an unreadable one."""
+        for job_id in self.store.job_ids():
+            jd = JobDir(self.store.root, job_id)
+            try:
+                yield jd, jd.read_meta(), jd.observed_state()
+            except (OSError, ValueError, KeyError):
+                yield None
+
+    def list(self, inp: ListInput) -> Steps[ListPayload]:
+        scope = None if inp.all else _check_cwd(inp.cwd)
+        jobs: list[ListEntry] = []
+        skipped = 0
+        for entry in self._entries():
+            if entry is None:
+                skipped += 1
+                continue
+            jd, meta, state = entry
+            status = state["job"]["status"]
+            cwd = meta["cwd"]
+            if scope is not None and cwd != scope and not cwd.startswith(scope.rstrip("/") + "/"):
+                continue
+            if inp.state is not None and status != inp.state:
+                continue
+            if not all(_tag_matches(meta["tags"], t) for t in inp.tags):
+                continue
+            jobs.append(
+                ListEntry(
+                    job_id=jd.job_id,
+                    state=status,
+                    command=meta["command"],
+                    cwd=cwd,
+                    tags=meta["tags"],
+                    exit_code=state["result"].get("exit_code"),
+                    reason=state.get("reason"),
+                    created_at=meta["created_at"],
+                    started_at=state["job"].get("started_at"),
+                    finished_at=state.get("finished_at"),
+                    updated_at=state["updated_at"],
+                )
+            )
+        jobs.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
+        truncated = bool(inp.limit) and len(jobs) > inp.limit
+        return ListPayload(
+            root=str(self.store.root),
+            jobs=jobs[: inp.limit] if inp.limit else jobs,
+            truncated=truncated,
+            skipped=skipped,
+        )
+        yield
+
+    def delete(self, inp: DeleteInput) -> Steps[DeletePayload]:
+        if (inp.job_id is None) == (inp.finished_older_than is None):
+            raise invalid_input("give job_id or finished_older_than (exactly one)", field="job_id")
+        results: list[DeleteEntry] = []
+        if inp.job_id is not None:
+            jd = self.store.open(inp.job_id)
+            results.append(self._delete_one(jd, jd.observed_state(), inp.dry_run, by_age=None))
+        else:
+            cutoff = time.time() - parse_age(inp.finished_older_than or "")
+            for entry in self._entries():
+                if entry is not None:
+                    jd, _, state = entry
+                    results.append(self._delete_one(jd, state, inp.dry_run, by_age=cutoff))
+        return DeletePayload(
+            root=str(self.store.root),
+            dry_run=inp.dry_run,
+            deleted=sum(r.action == "deleted" for r in results),
+            skipped=sum(r.action == "skipped" for r in results),
+            jobs=results,
+        )
+        yield
+
+    def _delete_one(self, jd: JobDir, state: dict[str, Any], dry_run: bool, by_age: float | None) -> DeleteEntry:
+        status = state["job"]["status"]
+
+        def entry(action: str, reason: str) -> DeleteEntry:
+            return DeleteEntry(job_id=jd.job_id, state=status, action=action, reason=reason)  # type: ignore[arg-type]
+
+        if status == "running":
+            return entry("skipped", "running")
+        if by_age is not None:
+            if status == "created":
+                return entry("skipped", "not_ended")
+            finished = state.get("finished_at") or state["updated_at"]
+            if _parse_time(finished) > by_age:
+                return entry("skipped", "too_recent")
+        if status != "created" and _procs.job_processes(jd.job_id, state.get("pid")):
+            return entry("skipped", "alive")
+        if dry_run:
+            return entry("would_delete", "ended" if status != "created" else "created")
+        shutil.rmtree(jd.path, ignore_errors=True)
+        if jd.path.exists():
+            return entry("skipped", "delete_failed")
+        return entry("deleted", "ended" if status != "created" else "created")
+
+    def tag(self, inp: TagInput) -> Steps[TagPayload]:
+        jd = self.store.open(inp.job_id)
+        with jd.lock():
+            meta = jd.read_meta()
+            meta["tags"] = inp.tags
+            _fsio.write_json_atomic(jd.file(_fsio.META), meta)
+        return TagPayload(job_id=jd.job_id, tags=inp.tags)
+        yield

@@ -1,0 +1,176 @@
+"""The payloads of CONTRACT §4: what every operation returns.
+
+Optional fields are left out of the JSON, never null: dump with :meth:`Payload.to_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+SCHEMA_VERSION = "0.1"
+
+JobState = Literal["created", "running", "exited", "killed", "failed"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Payload(_Model):
+    schema_version: Literal["0.1"] = SCHEMA_VERSION
+    ok: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, optional fields left out, the envelope keys first for people reading it."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        head = {k: data.pop(k) for k in ("schema_version", "ok", "type", "job_id") if k in data}
+        return head | data
+
+
+class ErrorInfo(_Model):
+    code: str
+    message: str
+    retryable: bool = False
+    details: dict[str, Any] | None = None
+
+
+class ErrorPayload(Payload):
+    ok: bool = False
+    type: Literal["error"] = "error"
+    error: ErrorInfo
+
+
+class Snapshot(_Model):
+    """A window of each log: raw bytes ``[begin, end)`` decoded as lossy UTF-8."""
+
+    stdout_tail: str
+    stderr_tail: str
+    truncated: bool
+    encoding: Literal["utf-8-lossy"] = "utf-8-lossy"
+    stdout_observed_bytes: int
+    stderr_observed_bytes: int
+    stdout_included_bytes: int
+    stderr_included_bytes: int
+    stdout_range: tuple[int, int]
+    stderr_range: tuple[int, int]
+
+
+class Events(_Model):
+    matched: int
+    last_line: str | None = None
+
+
+class CreatePayload(Payload):
+    type: Literal["create"] = "create"
+    job_id: str
+    state: Literal["created"] = "created"
+    stdout_log_path: str
+    stderr_log_path: str
+    full_log_path: str
+
+
+class _EndFields(_Model):
+    exit_code: int | None = None
+    signal: str | None = None
+    finished_at: str | None = None
+    duration_ms: int | None = None
+    reason: str | None = None
+
+
+class LaunchPayload(Payload, _EndFields):
+    """``run``, ``start`` and ``restart``: the launch, then what was observed until it ended or the deadline."""
+
+    type: Literal["run", "start", "restart"]
+    job_id: str
+    state: JobState
+    tags: list[str]
+    env_vars: list[str] | None = None
+    stdout_log_path: str
+    stderr_log_path: str
+    waited_ms: int
+    elapsed_ms: int
+    snapshot: Snapshot | None = None
+    final_snapshot: Snapshot | None = None
+
+
+class SnapshotPayload(Payload, _EndFields):
+    type: Literal["snapshot"] = "snapshot"
+    job_id: str
+    state: JobState
+    command: str | list[str]
+    cwd: str
+    tags: list[str]
+    created_at: str
+    started_at: str | None = None
+    updated_at: str
+    stdout_log_path: str
+    stderr_log_path: str
+    full_log_path: str
+    events: Events | None = None
+    snapshot: Snapshot
+
+
+class WaitPayload(Payload, _EndFields):
+    type: Literal["wait"] = "wait"
+    job_id: str
+    state: JobState
+    waited_ms: int
+    timed_out: bool
+    events: Events | None = None
+    snapshot: Snapshot | None = None
+    final_snapshot: Snapshot | None = None
+
+
+class KillPayload(Payload):
+    type: Literal["kill"] = "kill"
+    job_id: str
+    signal: str | None = None
+    state: JobState
+    exit_code: int | None = None
+    observed_within_ms: int
+
+
+class ListEntry(_Model):
+    job_id: str
+    state: JobState
+    command: str | list[str]
+    cwd: str
+    tags: list[str]
+    exit_code: int | None = None
+    reason: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    updated_at: str
+
+
+class ListPayload(Payload):
+    type: Literal["list"] = "list"
+    root: str
+    jobs: list[ListEntry]
+    truncated: bool
+    skipped: int
+
+
+class DeleteEntry(_Model):
+    job_id: str
+    state: str
+    action: Literal["deleted", "would_delete", "skipped"]
+    reason: str
+
+
+class DeletePayload(Payload):
+    type: Literal["delete"] = "delete"
+    root: str
+    dry_run: bool
+    deleted: int
+    skipped: int
+    jobs: list[DeleteEntry]
+
+
+class TagPayload(Payload):
+    type: Literal["tag"] = "tag"
+    job_id: str
+    tags: list[str]

@@ -1,0 +1,160 @@
+"""The job store (CONTRACT §2): the root, job ids, one directory per job, and its state."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import _fsio, _procs
+from .errors import JobError, invalid_input
+
+_ID_INPUT = re.compile(r"[0-9a-f]{4,32}")
+_FULL_ID = re.compile(r"[0-9a-f]{32}")
+MAX_CANDIDATES = 20
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """``--root`` > ``AGENT_JOBS_ROOT`` > ``$XDG_DATA_HOME/agent-jobs/jobs`` > ``~/.local/share/agent-jobs/jobs``."""
+    if root:
+        return Path(root).expanduser().absolute()
+    if env_root := os.environ.get("AGENT_JOBS_ROOT"):
+        return Path(env_root).expanduser().absolute()
+    if xdg := os.environ.get("XDG_DATA_HOME"):
+        return Path(xdg) / "agent-jobs" / "jobs"
+    return Path.home() / ".local" / "share" / "agent-jobs" / "jobs"
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(16)
+
+
+class JobDir:
+    """One job's directory and the files in it."""
+
+    def __init__(self, root: Path, job_id: str) -> None:
+        self.root = root
+        self.job_id = job_id
+        self.path = root / job_id
+
+    def file(self, name: str) -> str:
+        return str(self.path / name)
+
+    @property
+    def stdout_path(self) -> str:
+        return self.file(_fsio.STDOUT)
+
+    @property
+    def stderr_path(self) -> str:
+        return self.file(_fsio.STDERR)
+
+    @property
+    def full_path(self) -> str:
+        return self.file(_fsio.FULL)
+
+    def read_meta(self) -> dict[str, Any]:
+        return _fsio.read_json(self.file(_fsio.META))
+
+    def read_state(self) -> dict[str, Any]:
+        return _fsio.read_json(self.file(_fsio.STATE))
+
+    def write_state(self, status: str, **fields: Any) -> dict[str, Any]:
+        record = _fsio.state_record(self.job_id, status, **fields)
+        _fsio.write_json_atomic(self.file(_fsio.STATE), record)
+        return record
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock among launchers and readers repairing state (not the supervisor)."""
+        fd = os.open(self.file(_fsio.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def observed_state(self) -> dict[str, Any]:
+        """``state.json``, with a lost supervisor noticed and recorded (CONTRACT §2)."""
+        state = self.read_state()
+        if _supervisor_lost(self, state):
+            with self.lock():
+                state = self.read_state()
+                if _supervisor_lost(self, state):
+                    state = self._record_lost_supervisor(state)
+        return state
+
+    def _record_lost_supervisor(self, state: dict[str, Any]) -> dict[str, Any]:
+        pgid = state.get("pid")
+        job = state["job"]
+        common = {
+            "started_at": job.get("started_at"),
+            "pid": pgid,
+            "supervisor_pid": state.get("supervisor_pid"),
+            "reason": "supervisor_lost",
+        }
+        if pgid is not None and _procs.group_alive(pgid):
+            if state.get("reason") == "supervisor_lost":
+                return state
+            return self.write_state("running", **common)
+        return self.write_state("failed", finished_at=_fsio.now_rfc3339(), **common)
+
+
+def _supervisor_lost(jd: JobDir, state: dict[str, Any]) -> bool:
+    if state["job"]["status"] != "running":
+        return False
+    spid = state.get("supervisor_pid")
+    if spid is None or _procs.is_supervisor_of(spid, str(jd.path)):
+        return False
+    # Lost and already recorded: only the group's end is left to notice.
+    if state.get("reason") == "supervisor_lost":
+        pgid = state.get("pid")
+        return pgid is None or not _procs.group_alive(pgid)
+    return True
+
+
+def check_job_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not _ID_INPUT.fullmatch(job_id):
+        raise invalid_input(f"job_id: {job_id!r} is not a job id (4 to 32 lowercase hex characters)", field="job_id")
+    return job_id
+
+
+class Store:
+    """The jobs under one root."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = resolve_root(root)
+
+    def job_ids(self) -> list[str]:
+        """Every job directory's id; a missing root has none."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return [n for n in names if _FULL_ID.fullmatch(n)]
+
+    def open(self, job_id: object) -> JobDir:
+        """The job with this full id or unique prefix."""
+        job_id = check_job_id(job_id)
+        if len(job_id) == 32:
+            jd = JobDir(self.root, job_id)
+            if os.path.isfile(jd.file(_fsio.META)):
+                return jd
+            raise JobError("job_not_found", f"no job {job_id!r} under {self.root}", details={"job_id": job_id})
+        matches = sorted(i for i in self.job_ids() if i.startswith(job_id))
+        if not matches:
+            raise JobError("job_not_found", f"no job matches {job_id!r} under {self.root}", details={"job_id": job_id})
+        if len(matches) > 1:
+            raise JobError(
+                "ambiguous_job_id",
+                f"{job_id!r} matches {len(matches)} jobs; give more characters",
+                details={
+                    "candidates": matches[:MAX_CANDIDATES],
+                    "truncated": len(matches) > MAX_CANDIDATES,
+                },
+            )
+        return JobDir(self.root, matches[0])

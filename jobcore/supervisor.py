@@ -1,0 +1,317 @@
+"""The per-job supervisor: started detached, runs one command and writes its record.
+
+Run as ``python -S -E <this file> <job_dir>`` with fd 2 on the launcher's acknowledgement
+pipe. Standard library only, and no package import: it starts once per job and stays
+resident for the job's life, so start-up time and memory are what it is judged by.
+
+The command gets ``stdout.log`` and ``stderr.log`` as its own stdout and stderr, so its
+output reaches disk without passing through us: nothing is lost if this process dies.
+We follow those files to build ``full.log``, enforce the timeout, record the end at the
+root process's exit, and reap every descendant (we are their child subreaper).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import sys
+import time
+
+import _fsio
+import _procs
+
+_PR_SET_CHILD_SUBREAPER = 36
+_FOLLOW_MIN_S = 0.005
+_FOLLOW_MAX_S = 0.25
+_READ_CHUNK = 1 << 20
+#: A line longer than this is written to full.log in pieces, so memory stays bounded.
+_PARTIAL_LINE_CAP = 1 << 16
+_TERMINATING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
+#: Signals whose disposition we change (or Python does); the command gets them at default.
+_RESET_SIGNALS = (
+    signal.SIGPIPE,
+    signal.SIGXFSZ,
+    signal.SIGCHLD,
+    signal.SIGUSR1,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+)
+
+
+class LogFollower:
+    """Copies new bytes of one log into ``full.log`` as timestamped lines."""
+
+    def __init__(self, path: str, label: bytes, full_fd: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._label = label
+        self._full_fd = full_fd
+        self._partial = b""
+
+    def pump(self) -> int:
+        total = 0
+        while True:
+            data = os.read(self._fd, _READ_CHUNK)
+            if not data:
+                return total
+            total += len(data)
+            lines = (self._partial + data).split(b"\n")
+            self._partial = lines.pop()
+            if len(self._partial) > _PARTIAL_LINE_CAP:
+                lines.append(self._partial)
+                self._partial = b""
+            self._emit(lines)
+
+    def flush(self) -> None:
+        self.pump()
+        if self._partial:
+            self._emit([self._partial])
+            self._partial = b""
+
+    def _emit(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        prefix = _fsio.now_rfc3339().encode() + b" [" + self._label + b"] "
+        out = prefix + (b"\n" + prefix).join(lines) + b"\n"
+        view = memoryview(out)
+        while view:
+            view = view[os.write(self._full_fd, view) :]
+
+
+def parse_env_file(path: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines; blank lines, ``#`` comments and an ``export`` prefix allowed."""
+    env = {}
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[7:].lstrip()
+            key, sep, value = line.partition("=")
+            if not sep:
+                continue
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            env[key.strip()] = value
+    return env
+
+
+def find_program(name: str, env: dict[str, str]) -> str:
+    """Resolve ``name`` on the command's own PATH (not ours), as exec would."""
+    if "/" in name:
+        return name
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(2, "No such file or directory", name)
+
+
+class Supervisor:
+    def __init__(self, job_dir: str) -> None:
+        self.job_dir = job_dir
+        self.meta = _fsio.read_json(self._path(_fsio.META))
+        self.job_id: str = self.meta["job"]["id"]
+        self.pid: int | None = None
+        self.started_at = ""
+        self.spawned_mono = 0.0
+        self.ended = False
+        self.reason: str | None = None
+        self.timeout_at: float | None = None
+        self.escalate_at: float | None = None
+        self.kill_after_s = self.meta.get("kill_after_ms", 5000) / 1000
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.job_dir, name)
+
+    def write_state(self, status: str, **fields: object) -> None:
+        record = _fsio.state_record(
+            self.job_id, status, supervisor_pid=os.getpid(), started_at=self.started_at, **fields
+        )
+        _fsio.write_json_atomic(self._path(_fsio.STATE), record)
+
+    def build_env(self) -> dict[str, str]:
+        env = dict(os.environ) if self.meta.get("inherit_env", True) else {}
+        for path in self.meta.get("env_files", []):
+            env.update(parse_env_file(path))
+        try:
+            env.update(_fsio.read_json(self._path(_fsio.ENV)))
+        except FileNotFoundError:
+            pass
+        env[_procs.MARKER_VAR] = self.job_id
+        return env
+
+    def spawn(self) -> None:
+        """Start the command; an impossible start ends the job ``failed`` with ``exec_failed``."""
+        command = self.meta["command"]
+        argv = (
+            [*(self.meta.get("shell_wrapper") or ["sh", "-c"]), command] if isinstance(command, str) else list(command)
+        )
+        self.started_at = _fsio.now_rfc3339()
+        try:
+            env = self.build_env()
+            os.chdir(self.meta["cwd"])
+            program = find_program(argv[0], env)
+            stdin_path = self._path(_fsio.STDIN) if self.meta.get("stdin_file") else os.devnull
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            fds = [
+                os.open(stdin_path, os.O_RDONLY),
+                os.open(self._path(_fsio.STDOUT), flags, 0o644),
+                os.open(self._path(_fsio.STDERR), flags, 0o644),
+            ]
+            self.spawned_mono = time.monotonic()
+            self.pid = os.posix_spawn(
+                program,
+                argv,
+                env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)],
+                setsid=True,
+                setsigdef=_RESET_SIGNALS,
+                setsigmask=(),
+            )
+        except OSError as exc:
+            cause = exc.strerror or str(exc)
+            if exc.filename is not None:
+                cause = f"{cause}: {exc.filename}"
+            self.ended = True
+            self.write_state(
+                "failed",
+                finished_at=_fsio.now_rfc3339(),
+                duration_ms=0,
+                reason=f"exec_failed: {cause}",
+            )
+            return
+        for fd in fds:
+            os.close(fd)
+        timeout_ms = self.meta.get("timeout_ms", 0)
+        if timeout_ms:
+            self.timeout_at = self.spawned_mono + timeout_ms / 1000
+        self.write_state("running", pid=self.pid)
+
+    def requested_kill(self) -> int | None:
+        """The signal a ``kill`` call asked for (it writes ``kill.json`` before signalling)."""
+        try:
+            name = _fsio.read_json(self._path(_fsio.KILL_REQUEST))["signal"]
+        except (OSError, ValueError, KeyError):
+            return None
+        return int(getattr(signal, name, 0)) or None
+
+    def on_kill_request(self) -> None:
+        signum = self.requested_kill()
+        if signum in _TERMINATING:
+            self.escalate_at = time.monotonic() + self.kill_after_s
+
+    def on_timeout(self) -> None:
+        self.timeout_at = None
+        self.reason = "timeout"
+        try:
+            os.killpg(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.escalate_at = time.monotonic() + self.kill_after_s
+
+    def escalate(self) -> None:
+        self.escalate_at = None
+        _procs.signal_all(_procs.job_processes(self.job_id, self.pid), signal.SIGKILL)
+
+    def on_command_end(self, status: int) -> None:
+        self.ended = True
+        self.timeout_at = None
+        duration_ms = int((time.monotonic() - self.spawned_mono) * 1000)
+        if self.reason is None and self.requested_kill() in _TERMINATING | {signal.SIGKILL}:
+            self.reason = "killed"
+        fields: dict[str, object] = {
+            "pid": self.pid,
+            "duration_ms": duration_ms,
+            "finished_at": _fsio.now_rfc3339(),
+            "reason": self.reason,
+        }
+        if os.WIFSIGNALED(status):
+            self.write_state("killed", signal_name=_procs.signal_name(os.WTERMSIG(status)), **fields)
+        else:
+            self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
+
+
+def _reap(sup: Supervisor) -> bool:
+    """Reap every exited child; returns False once we have no children left."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True
+        if pid == sup.pid and not sup.ended:
+            sup.on_command_end(status)
+
+
+def _acknowledge() -> None:
+    """Tell the launcher we own the job, then detach fd 2 from its pipe."""
+    os.write(2, b"ACK")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def main(job_dir: str) -> int:
+    try:
+        os.close(os.open(os.path.join(job_dir, _fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return 0  # the launcher gave up on us and marked the launch failed: run nothing
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    # Held open while the job runs; waiters see POLLHUP on their read end when we close it.
+    wake_fd = os.open(os.path.join(job_dir, _fsio.WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK)
+    sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    for signum in (signal.SIGCHLD, signal.SIGUSR1):
+        signal.signal(signum, lambda *_: None)
+    signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
+
+    sup = Supervisor(job_dir)
+    sup.spawn()
+    _acknowledge()
+    if sup.ended:
+        os.close(wake_fd)
+        return 0
+
+    full_fd = os.open(os.path.join(job_dir, _fsio.FULL), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    followers = [
+        LogFollower(os.path.join(job_dir, _fsio.STDOUT), b"STDOUT", full_fd),
+        LogFollower(os.path.join(job_dir, _fsio.STDERR), b"STDERR", full_fd),
+    ]
+    poller = select.poll()
+    poller.register(sig_r, select.POLLIN)
+    follow_s = _FOLLOW_MIN_S
+    has_children = True
+    while has_children:
+        now = time.monotonic()
+        if sup.timeout_at is not None and now >= sup.timeout_at:
+            sup.on_timeout()
+        if sup.escalate_at is not None and now >= sup.escalate_at:
+            sup.escalate()
+        deadlines = [d for d in (sup.timeout_at, sup.escalate_at) if d is not None]
+        wait_s = min([follow_s] + [d - now for d in deadlines])
+        if poller.poll(max(0, int(wait_s * 1000) + 1)):
+            try:
+                signums = os.read(sig_r, 4096)
+            except BlockingIOError:
+                signums = b""
+            if signal.SIGUSR1 in signums:
+                sup.on_kill_request()
+        was_ended = sup.ended
+        has_children = _reap(sup)
+        if sup.ended and not was_ended:
+            os.close(wake_fd)
+        moved = sum(f.pump() for f in followers)
+        follow_s = _FOLLOW_MIN_S if moved else min(follow_s * 2, _FOLLOW_MAX_S)
+    for f in followers:
+        f.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(os.path.abspath(sys.argv[1])))

@@ -1,0 +1,77 @@
+"""One waiting code path for the sync and the async API.
+
+Operations are generators that yield :class:`WaitFor` whenever they must wait for an event
+(a pidfd that becomes readable when a process exits, the wake FIFO that hangs up when a
+supervisor finishes). :func:`drive_sync` blocks in ``poll``; :func:`drive_async` runs each
+step in a worker thread and waits in the event loop, so an async wait never blocks other work.
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+T = TypeVar("T")
+
+
+@dataclass
+class WaitFor:
+    """Resume when any of ``fds`` is readable, or after ``timeout`` seconds (None: no limit)."""
+
+    fds: list[int] = field(default_factory=list)
+    timeout: float | None = None
+
+
+Steps = Generator[WaitFor, None, T]
+
+
+def drive_sync(steps: Steps[T]) -> T:
+    try:
+        request = next(steps)
+        while True:
+            poller = select.poll()
+            for fd in request.fds:
+                poller.register(fd, select.POLLIN)
+            poller.poll(None if request.timeout is None else max(0, request.timeout) * 1000)
+            request = steps.send(None)
+    except StopIteration as done:
+        return done.value
+    finally:
+        steps.close()
+
+
+async def _wait_async(request: WaitFor) -> None:
+    with anyio.move_on_after(request.timeout):
+        if not request.fds:
+            await anyio.sleep_forever()
+        elif len(request.fds) == 1:
+            await anyio.wait_readable(request.fds[0])
+        else:
+            with select.epoll() as ep:
+                for fd in request.fds:
+                    ep.register(fd, select.EPOLLIN)
+                await anyio.wait_readable(ep.fileno())
+
+
+def _advance(steps: Steps[T]) -> tuple[WaitFor | None, T | None]:
+    """One step, in a worker thread; StopIteration may not cross into a future, so it is unpacked here."""
+    try:
+        return steps.send(None), None
+    except StopIteration as done:
+        return None, done.value
+
+
+async def drive_async(steps: Steps[T]) -> T:
+    try:
+        while True:
+            request, result = await anyio.to_thread.run_sync(_advance, steps)
+            if request is None:
+                return result  # type: ignore[return-value]
+            await _wait_async(request)
+    finally:
+        steps.close()
