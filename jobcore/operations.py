@@ -104,45 +104,50 @@ def wait_for_end(jd: JobDir, deadline: float) -> Steps[dict[str, Any]]:
             yield request
 
 
-def _stop_processes(
-    pids: list[int], signum: int | None, escalate_after: float | None, deadline: float
+def _signal_job(job_id: str, pgid: int | None, signum: int) -> None:
+    """Signal the job's process group (atomically, so no member forked meanwhile escapes),
+    then every descendant that left it."""
+    if pgid is not None:
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            pass
+    _procs.signal_all(_procs.job_processes(job_id, pgid), signum)
+
+
+def _stop_job(
+    job_id: str, pgid: int | None, signum: int | None, escalate_after: float | None, deadline: float
 ) -> Steps[list[int]]:
-    """Send ``signum`` (None: none) to ``pids`` and watch them go, until the deadline.
+    """Send ``signum`` (None: none) to the job's processes and watch them go, until the deadline.
 
     With ``escalate_after``, SIGKILL whatever is still alive that many seconds later.
-    Works on pidfds, so a recycled pid is never signalled. Returns the pids still alive.
+    Returns the pids still alive.
     """
-    fds: dict[int, int] = {}
-    try:
+    if signum is not None:
+        _signal_job(job_id, pgid, signum)
+    escalate_at = None if escalate_after is None else time.monotonic() + escalate_after
+    while True:
+        pids = _procs.job_processes(job_id, pgid)
+        now = time.monotonic()
+        if not pids or now >= deadline:
+            return pids
+        if escalate_at is not None and now >= escalate_at:
+            _signal_job(job_id, pgid, signal.SIGKILL)
+            escalate_at = None
+            continue
+        until = deadline if escalate_at is None else min(deadline, escalate_at)
+        yield from _wait_any_exit(pids, until - now)
+
+
+def _wait_any_exit(pids: list[int], timeout: float) -> Steps[None]:
+    with ExitStack() as stack:
+        fds = []
         for pid in pids:
             if (fd := _pidfd(pid)) is not None:
-                fds[fd] = pid
-                if signum is not None:
-                    _send(fd, signum)
-        escalate_at = None if escalate_after is None else time.monotonic() + escalate_after
-        while True:
-            for fd in [fd for fd, pid in fds.items() if not _procs.is_alive(pid)]:
-                del fds[fd]
-                os.close(fd)
-            now = time.monotonic()
-            if not fds or now >= deadline:
-                return list(fds.values())
-            if escalate_at is not None and now >= escalate_at:
-                for fd in fds:
-                    _send(fd, signal.SIGKILL)
-                escalate_at = None
-            until = deadline if escalate_at is None else min(deadline, escalate_at)
-            yield WaitFor(list(fds), until - now)
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def _send(pidfd: int, signum: int) -> None:
-    try:
-        signal.pidfd_send_signal(pidfd, signum)
-    except ProcessLookupError:
-        pass
+                stack.callback(os.close, fd)
+                fds.append(fd)
+        if len(fds) == len(pids):  # else one is gone already: look again at once
+            yield WaitFor(fds, timeout)
 
 
 def _read_stdin(spec: JobSpec) -> bytes | None:
@@ -327,11 +332,13 @@ class Operations:
         meta = jd.read_meta()
         deadline = time.monotonic() + _RESTART_STOP_S
         supervisor = state.get("supervisor_pid")
-        pids = _procs.job_processes(jd.job_id, state.get("pid"))
-        left = yield from _stop_processes(pids, signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
-        if supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
-            # With its job's processes gone it records the end and exits on its own.
-            left += yield from _stop_processes([supervisor], None, None, deadline)
+        left = yield from _stop_job(jd.job_id, state.get("pid"), signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
+        # With its job's processes gone the supervisor records the end and exits on its own.
+        while not left and supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
+            if time.monotonic() >= deadline:
+                left = [supervisor]
+                break
+            yield from _wait_any_exit([supervisor], deadline - time.monotonic())
         if left:
             raise JobError(
                 "invalid_state",
@@ -438,7 +445,7 @@ class Operations:
                 os.kill(supervisor, signal.SIGUSR1)  # it escalates to SIGKILL after kill_after
             else:
                 escalate_after = jd.read_meta()["kill_after_ms"] / 1000 if ending else None
-            yield from _stop_processes(pids, signum, escalate_after, deadline)
+            yield from _stop_job(jd.job_id, state.get("pid"), signum, escalate_after, deadline)
             state = yield from wait_for_end(jd, deadline)
             sent = inp.signal
         return KillPayload(

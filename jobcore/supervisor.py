@@ -217,6 +217,10 @@ class Supervisor:
 
     def escalate(self) -> None:
         self.escalate_at = None
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         _procs.signal_all(_procs.job_processes(self.job_id, self.pid), signal.SIGKILL)
 
     def on_command_end(self, status: int) -> None:
