@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -295,20 +296,17 @@ def test_stdin_over_64_mib_is_refused(root: Path, jobs: Jobs, tmp_path: Path) ->
     assert not root.exists() or list(root.iterdir()) == []
 
 
-def test_prefix_lookup_and_ambiguity(jobs: Jobs) -> None:
-    ids = [jobs.create(command="true").job_id for _ in range(40)]
-    target = ids[0]
-    assert jobs.snapshot(job_id=target[:12]).job_id == target
-    first = target[0]
-    same_start = [i for i in ids if i.startswith(first)]
-    if len(same_start) > 1:
-        common = os.path.commonprefix(same_start)
-        prefix = common if len(common) >= 4 else None
-        if prefix:
-            with pytest.raises(JobError) as amb:
-                jobs.snapshot(job_id=prefix)
-            assert amb.value.code == "ambiguous_job_id"
-            assert set(amb.value.details["candidates"]) == set(same_start)
+def test_prefix_lookup_and_ambiguity(root: Path, jobs: Jobs) -> None:
+    job_id = jobs.create(command="true").job_id
+    # A second job whose id shares the first four characters, and only those.
+    twin = job_id[:4] + ("0" if job_id[4] != "0" else "1") + job_id[5:]
+    shutil.copytree(root / job_id, root / twin)
+    assert jobs.snapshot(job_id=job_id[:5]).job_id == job_id
+    assert jobs.snapshot(job_id=twin).job_id == twin
+    with pytest.raises(JobError) as ambiguous:
+        jobs.snapshot(job_id=job_id[:4])
+    assert ambiguous.value.code == "ambiguous_job_id"
+    assert ambiguous.value.details["candidates"] == sorted([job_id, twin])
 
 
 # 9
