@@ -1,0 +1,168 @@
+"""Builds the MCP server on the SDK's ``MCPServer`` and serves it over stdio or HTTP (SSE, streamable HTTP).
+
+Nothing here signals a job: jobs run under detached supervisors in their own sessions, so a
+cancelled call, a closed connection or the server's exit leaves them running.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from contextlib import AsyncExitStack
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from starlette.types import Receive, Scope, Send
+
+from jobcore import AsyncJobs
+
+from . import access
+from .config import Config
+from .tools import WaitPolicy, build_tools
+
+log = logging.getLogger("agent_jobs.server")
+
+SSE_PATH = "/sse"
+MESSAGE_PATH = "/messages/"
+HTTP_PATH = "/mcp"
+
+INSTRUCTIONS = """\
+Durable background jobs. A job is a command run by a detached supervisor: it outlives this
+connection and this server, its stdout/stderr are kept on disk, and it is addressed by job_id
+(or a unique prefix of 4+ characters). run_job starts a command and waits briefly; if it is still
+running, use wait (bounded, returns the moment it ends), snapshot (output so far, or from a byte
+offset) and kill. list_jobs finds jobs again; delete_job removes old ones. Waits never stop a job.
+Every result is a JSON payload with ok and type; errors carry error.code and error.message."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agent-jobs")
+    except PackageNotFoundError:
+        return "0.1.0"
+
+
+def build_server(cfg: Config, *, base_url: str | None = None) -> MCPServer:
+    """The MCPServer with the job tools; with a token, bearer auth on every HTTP route."""
+    jobs = AsyncJobs(cfg.root)
+    log.info("job store: %s", jobs.root)
+    auth: dict[str, Any] = {}
+    if cfg.token is not None:
+        auth = {
+            "token_verifier": access.StaticTokenVerifier(cfg.token),
+            "auth": access.auth_settings(base_url or f"http://{cfg.host}:{cfg.port}"),
+        }
+    return MCPServer(
+        "agent-jobs",
+        title="agent-jobs",
+        version=_version(),
+        instructions=INSTRUCTIONS,
+        tools=build_tools(jobs, WaitPolicy(cfg.default_wait_s, cfg.max_wait_s)),
+        log_level=cfg.log_level.upper(),  # type: ignore[arg-type]
+        **auth,
+    )
+
+
+async def serve_stdio(cfg: Config) -> None:
+    """Serve one client on stdin/stdout until stdin closes."""
+    await build_server(cfg).run_stdio_async()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, so the real port is known (``--port 0``) before the Host list is made."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class HttpService:
+    """SSE (``/sse`` + ``/messages/``) and/or streamable HTTP (``/mcp``) on one listening socket.
+
+    The socket is bound and listening when the object is made, so clients may connect at once;
+    :meth:`serve` answers them until :meth:`stop`.
+    """
+
+    def __init__(self, cfg: Config, sock: socket.socket | None = None) -> None:
+        self.cfg = cfg
+        self.sock = sock or bind(cfg.host, cfg.port)
+        self.port: int = self.sock.getsockname()[1]
+        host = cfg.host if ":" not in cfg.host else f"[{cfg.host.strip('[]')}]"
+        self.base_url = f"http://{host}:{self.port}"
+        self.mcp = build_server(cfg, base_url=self.base_url)
+        security = access.transport_security(cfg, self.port)
+        self._sse = self.mcp.sse_app(transport_security=security) if "sse" in cfg.transports else None
+        self._http = (
+            self.mcp.streamable_http_app(streamable_http_path=HTTP_PATH, transport_security=security)
+            if "streamable-http" in cfg.transports
+            else None
+        )
+        self._uvicorn: Any = None
+
+    @property
+    def urls(self) -> dict[str, str]:
+        urls = {}
+        if self._sse is not None:
+            urls["sse"] = self.base_url + SSE_PATH
+        if self._http is not None:
+            urls["streamable-http"] = self.base_url + HTTP_PATH
+        return urls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if self._http is not None and (self._sse is None or path.rstrip("/") == HTTP_PATH):
+            await self._http(scope, receive, send)
+        else:
+            assert self._sse is not None
+            await self._sse_refusal_quiet(scope, receive, send)
+
+    async def _sse_refusal_quiet(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The SDK's SSE endpoint raises after sending its 421/403; that is a refusal, not a crash."""
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            started = started or message.get("type") == "http.response.start"
+            await send(message)
+
+        try:
+            await self._sse(scope, receive, tracking_send)  # type: ignore[misc]
+        except ValueError as exc:
+            if not (started and str(exc) == "Request validation failed"):
+                raise
+            log.warning("refused %s %s (Host or Origin not allowed)", scope.get("method"), scope.get("path"))
+
+    async def serve(self) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            self,
+            lifespan="off",  # the streamable-HTTP session manager is run below instead
+            log_config=None,  # keep the stderr logging set up by the CLI
+            log_level=self.cfg.log_level,
+            access_log=self.cfg.log_level == "debug",
+            timeout_graceful_shutdown=2,
+        )
+        self._uvicorn = uvicorn.Server(config)
+        async with AsyncExitStack() as stack:
+            if self._http is not None:
+                await stack.enter_async_context(self.mcp.session_manager.run())
+            for name, url in self.urls.items():
+                log.info("serving %s at %s", name, url)
+            await self._uvicorn.serve(sockets=[self.sock])
+
+    def stop(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True

@@ -1,0 +1,57 @@
+"""``agent-jobs serve``: the console script. Logs go to stderr; stdout is the protocol's (stdio) or unused."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from .config import ConfigError, load, parser
+
+log = logging.getLogger("agent_jobs")
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    if level != "debug":
+        # The SDK and uvicorn narrate every request at INFO; their warnings and errors still show.
+        for name in ("mcp", "uvicorn.error", "sse_starlette", "httpx2"):
+            logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command != "serve":
+        p.print_usage(sys.stderr)
+        print("agent-jobs: error: give a command, e.g. `agent-jobs serve`", file=sys.stderr)
+        return 2
+    try:
+        cfg = load(args)
+    except ConfigError as exc:
+        print(f"agent-jobs: error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(cfg.log_level)
+
+    import anyio
+
+    from . import app
+
+    try:
+        if cfg.transports == ("stdio",):
+            anyio.run(app.serve_stdio, cfg)
+        else:
+            try:
+                service = app.HttpService(cfg)
+            except OSError as exc:
+                reason = exc.strerror or exc
+                print(f"agent-jobs: error: cannot listen on {cfg.host}:{cfg.port}: {reason}", file=sys.stderr)
+                return 1
+            anyio.run(service.serve)
+    except KeyboardInterrupt:
+        pass
+    return 0
