@@ -1,8 +1,9 @@
 """The per-job supervisor: started detached, runs one command and writes its record.
 
-Run as ``python -S -E <this file> <job_dir>`` with fd 2 on the launcher's acknowledgement
-pipe. Standard library only, and no package import: it starts once per job and stays
-resident for the job's life, so start-up time and memory are what it is judged by.
+Imported by path under ``python -S -E`` and run as ``main(job_dir)``, with fd 2 on the
+launcher's acknowledgement pipe (see :mod:`jobcore.launch`). Standard library only, and no
+package import: it starts once per job and stays resident for the job's life, so start-up
+time and memory are what it is judged by.
 
 The command gets ``stdout.log`` and ``stderr.log`` as its own stdout and stderr, so its
 output reaches disk without passing through us: nothing is lost if this process dies.
@@ -16,7 +17,6 @@ import ctypes
 import os
 import select
 import signal
-import sys
 import time
 
 import _fsio
@@ -25,7 +25,10 @@ import _procs
 _PR_SET_CHILD_SUBREAPER = 36
 _FOLLOW_MIN_S = 0.005
 _FOLLOW_MAX_S = 0.25
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 18
+#: Most bytes copied per log between two looks at signals, so a flood of output never
+#: delays recording the end or enforcing the timeout.
+_PUMP_BUDGET = 1 << 22
 #: A line longer than this is written to full.log in pieces, so memory stays bounded.
 _PARTIAL_LINE_CAP = 1 << 16
 _TERMINATING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
@@ -51,12 +54,13 @@ class LogFollower:
         self._full_fd = full_fd
         self._partial = b""
 
-    def pump(self) -> int:
+    def pump(self, budget: int = _PUMP_BUDGET) -> int:
+        """Copy what is new, up to ``budget`` bytes; returns how many were copied."""
         total = 0
-        while True:
+        while total < budget:
             data = os.read(self._fd, _READ_CHUNK)
             if not data:
-                return total
+                break
             total += len(data)
             lines = (self._partial + data).split(b"\n")
             self._partial = lines.pop()
@@ -64,9 +68,11 @@ class LogFollower:
                 lines.append(self._partial)
                 self._partial = b""
             self._emit(lines)
+        return total
 
     def flush(self) -> None:
-        self.pump()
+        while self.pump():
+            pass
         if self._partial:
             self._emit([self._partial])
             self._partial = b""
@@ -263,6 +269,7 @@ def _acknowledge() -> None:
 
 
 def main(job_dir: str) -> int:
+    job_dir = os.path.abspath(job_dir)
     try:
         os.close(os.open(os.path.join(job_dir, _fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     except FileExistsError:
@@ -299,7 +306,7 @@ def main(job_dir: str) -> int:
             sup.escalate()
         deadlines = [d for d in (sup.timeout_at, sup.escalate_at) if d is not None]
         wait_s = min([follow_s] + [d - now for d in deadlines])
-        if poller.poll(max(0, int(wait_s * 1000) + 1)):
+        if poller.poll(max(0, round(wait_s * 1000))):
             try:
                 signums = os.read(sig_r, 4096)
             except BlockingIOError:
@@ -310,12 +317,13 @@ def main(job_dir: str) -> int:
         has_children = _reap(sup)
         if sup.ended and not was_ended:
             os.close(wake_fd)
-        moved = sum(f.pump() for f in followers)
-        follow_s = _FOLLOW_MIN_S if moved else min(follow_s * 2, _FOLLOW_MAX_S)
+        moved = [f.pump() for f in followers]
+        if max(moved) >= _PUMP_BUDGET:
+            follow_s = 0.0  # behind: copy on after a look at signals
+        elif any(moved):
+            follow_s = _FOLLOW_MIN_S
+        else:
+            follow_s = min(max(follow_s, _FOLLOW_MIN_S) * 2, _FOLLOW_MAX_S)
     for f in followers:
         f.flush()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(os.path.abspath(sys.argv[1])))

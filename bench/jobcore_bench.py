@@ -1,0 +1,207 @@
+"""Engine figures, each beside a plain-``subprocess`` baseline doing the same work in the same run."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from jobcore import Jobs
+
+from .table import Row
+
+ROUNDS = 20
+THROUGHPUT_BYTES = 256 * 1024 * 1024
+CONCURRENT_JOBS = 200
+TAIL_LOG_BYTES = 1024 * 1024 * 1024
+
+
+def _median_ms(samples: list[float]) -> str:
+    return f"{statistics.median(samples) * 1000:.2f} ms"
+
+
+def _read_fifo(path: Path) -> float:
+    """Block until someone writes a line to ``path``; the time it arrived."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        select.select([fd], [], [])
+        stamp = time.perf_counter()
+        os.read(fd, 64)
+        return stamp
+    finally:
+        os.close(fd)
+
+
+def _launch(jobs: Jobs, work: Path) -> Row:
+    """From the call to the command's first instruction (it writes to a FIFO we block on)."""
+    fifo = work / "started"
+    os.mkfifo(fifo)
+    command = f"echo x > {fifo}"
+
+    def ours() -> float:
+        t0 = time.perf_counter()
+        jobs.run(command=command, wait_seconds=0)
+        return _read_fifo(fifo) - t0
+
+    def plain() -> float:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(["sh", "-c", command])
+        took = _read_fifo(fifo) - t0
+        proc.wait()
+        return took
+
+    return Row(
+        "launch: call to command running (median)",
+        _median_ms([ours() for _ in range(ROUNDS)]),
+        _median_ms([plain() for _ in range(ROUNDS)]),
+        "subprocess.Popen of the same sh -c",
+    )
+
+
+def _exit_notice(jobs: Jobs, work: Path) -> Row:
+    """From releasing the command (it exits right after) to ``wait`` returning."""
+    go = work / "go"
+    os.mkfifo(go)
+    command = f"read x < {go}"
+
+    def release() -> float:
+        with open(go, "w") as f:
+            t0 = time.perf_counter()
+            f.write("go\n")
+        return t0
+
+    def ours() -> float:
+        job_id = jobs.run(command=command, wait_seconds=0).job_id
+        t0 = release()
+        jobs.wait(job_id=job_id, wait_seconds=10)
+        return time.perf_counter() - t0
+
+    def plain() -> float:
+        proc = subprocess.Popen(["sh", "-c", command])
+        t0 = release()
+        proc.wait()
+        return time.perf_counter() - t0
+
+    return Row(
+        "exit notice: command exit to wait returning (median)",
+        _median_ms([ours() for _ in range(ROUNDS)]),
+        _median_ms([plain() for _ in range(ROUNDS)]),
+        "Popen.wait() on the same command",
+        "< 10 ms",
+    )
+
+
+def _throughput(jobs: Jobs, work: Path) -> Row:
+    command = f"head -c {THROUGHPUT_BYTES} /dev/zero"
+
+    def ours() -> float:
+        t0 = time.perf_counter()
+        result = jobs.run(command=command, wait_seconds=120)
+        took = time.perf_counter() - t0
+        assert os.path.getsize(result.stdout_log_path) == THROUGHPUT_BYTES
+        return took
+
+    def plain() -> float:
+        out = work / "plain.out"
+        t0 = time.perf_counter()
+        subprocess.run(f"{command} > {out}", shell=True, check=True)
+        took = time.perf_counter() - t0
+        out.unlink()
+        return took
+
+    mib = THROUGHPUT_BYTES / 1024 / 1024
+    ours_s = statistics.median([ours() for _ in range(3)])
+    plain_s = statistics.median([plain() for _ in range(3)])
+    return Row(
+        "throughput: 256 MiB through a job (median of 3)",
+        f"{mib / ours_s:.0f} MiB/s ({plain_s / ours_s:.2f} of baseline)",
+        f"{mib / plain_s:.0f} MiB/s",
+        "same command redirected to a file",
+        ">= 0.9 of baseline",
+    )
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _concurrent(jobs: Jobs) -> list[Row]:
+    t0 = time.perf_counter()
+    job_ids = [jobs.run(command="sleep 600", wait_seconds=0).job_id for _ in range(CONCURRENT_JOBS)]
+    ours_s = time.perf_counter() - t0
+    supervisors = [jobs.store.open(j).read_state()["supervisor_pid"] for j in job_ids]
+    rss = [_rss_kib(pid) for pid in supervisors]
+    for job_id in job_ids:
+        jobs.kill(job_id=job_id, signal="SIGKILL", wait_seconds=10)
+
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(["sleep", "600"], start_new_session=True) for _ in range(CONCURRENT_JOBS)]
+    plain_s = time.perf_counter() - t0
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+    return [
+        Row(
+            f"{CONCURRENT_JOBS} concurrent sleep jobs: time to launch all",
+            f"{ours_s:.2f} s",
+            f"{plain_s:.2f} s",
+            f"{CONCURRENT_JOBS} x subprocess.Popen",
+        ),
+        Row(
+            "  resident memory of their supervisors",
+            f"{sum(rss) / 1024:.0f} MiB total, {statistics.median(rss) / 1024:.1f} MiB each "
+            f"(max {max(rss) / 1024:.1f})",
+            "0",
+            "Popen keeps no process beside the command",
+            "< 12 MiB each",
+        ),
+    ]
+
+
+def _tail(jobs: Jobs, work: Path) -> Row:
+    job = jobs.run(command=f"yes 'a line of a long log' | head -c {TAIL_LOG_BYTES}", wait_seconds=120)
+    path = job.stdout_log_path
+    assert os.path.getsize(path) == TAIL_LOG_BYTES
+
+    def timed(fn: Callable[[], object]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    def plain() -> None:
+        with open(path, "rb") as f:
+            f.seek(-65536, os.SEEK_END)
+            f.read().splitlines()[-50:]
+
+    return Row(
+        "tail of a 1 GiB log: snapshot, 50 lines (median)",
+        _median_ms([timed(lambda: jobs.snapshot(job_id=job.job_id)) for _ in range(50)]),
+        _median_ms([timed(plain) for _ in range(50)]),
+        "seek to the last 64 KiB, read, split",
+        "< 5 ms",
+    )
+
+
+def measure() -> list[Row]:
+    work = Path(tempfile.mkdtemp(prefix="agent-jobs-bench-"))
+    try:
+        jobs = Jobs(work / "jobs")
+        return [
+            _launch(jobs, work),
+            _exit_notice(jobs, work),
+            _throughput(jobs, work),
+            *_concurrent(jobs),
+            _tail(jobs, work),
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
