@@ -109,7 +109,18 @@ class HttpService:
             if "streamable-http" in cfg.transports
             else None
         )
-        self._uvicorn: Any = None
+        import uvicorn
+
+        self._uvicorn = uvicorn.Server(
+            uvicorn.Config(
+                self,
+                lifespan="off",  # the streamable-HTTP session manager is run in serve() instead
+                log_config=None,  # keep the stderr logging set up by the CLI
+                log_level=cfg.log_level,
+                access_log=cfg.log_level == "debug",
+                timeout_graceful_shutdown=2,
+            )
+        )
 
     @property
     def urls(self) -> dict[str, str]:
@@ -145,17 +156,6 @@ class HttpService:
             log.warning("refused %s %s (Host or Origin not allowed)", scope.get("method"), scope.get("path"))
 
     async def serve(self) -> None:
-        import uvicorn
-
-        config = uvicorn.Config(
-            self,
-            lifespan="off",  # the streamable-HTTP session manager is run below instead
-            log_config=None,  # keep the stderr logging set up by the CLI
-            log_level=self.cfg.log_level,
-            access_log=self.cfg.log_level == "debug",
-            timeout_graceful_shutdown=2,
-        )
-        self._uvicorn = uvicorn.Server(config)
         async with AsyncExitStack() as stack:
             if self._http is not None:
                 await stack.enter_async_context(self.mcp.session_manager.run())
@@ -164,5 +164,5 @@ class HttpService:
             await self._uvicorn.serve(sockets=[self.sock])
 
     def stop(self) -> None:
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
+        """Ask :meth:`serve` to return (also before it has started)."""
+        self._uvicorn.should_exit = True

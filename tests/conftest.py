@@ -1,0 +1,102 @@
+"""Fixtures shared by the test modules: a job store per test that leaves no process behind,
+and ways to reach the MCP server over each transport (a real subprocess for stdio, a real
+uvicorn on a real socket for SSE and streamable HTTP)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _kill_leftovers(root: Path) -> None:
+    """SIGKILL the process group and supervisor of every job under ``root`` that still has them."""
+    import json
+
+    if not root.is_dir():
+        return
+    for state_file in root.glob("*/state.json"):
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("job", {}).get("status") in ("exited", "killed", "failed"):
+            continue
+        for pid, kill in ((state.get("pid"), os.killpg), (state.get("supervisor_pid"), os.kill)):
+            if isinstance(pid, int) and pid > 1:
+                try:
+                    kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+@pytest.fixture
+def job_root(tmp_path: Path):
+    """A fresh job store for one test; at the end, whatever its jobs still run is SIGKILLed."""
+    root = tmp_path / "jobs"
+    yield root
+    _kill_leftovers(root)
+
+
+@pytest.fixture
+def server_cwd(tmp_path: Path) -> Path:
+    cwd = tmp_path / "work"
+    cwd.mkdir(exist_ok=True)
+    return cwd
+
+
+@pytest.fixture
+def stdio_server(job_root: Path, server_cwd: Path) -> Callable[..., Any]:
+    """``stdio_server(*flags, env={...})`` -> ``StdioServerParameters`` for ``python -m server serve``.
+
+    The SDK's stdio client passes only a minimal environment; what the server needs is passed here.
+    """
+    from mcp import StdioServerParameters
+
+    def make(*flags: str, env: dict[str, str] | None = None) -> StdioServerParameters:
+        return StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "server", "serve", "--root", str(job_root), *flags],
+            env={"PYTHONPATH": str(REPO), **(env or {})},
+            cwd=str(server_cwd),
+        )
+
+    return make
+
+
+@pytest.fixture
+def http_server(job_root: Path) -> Callable[..., Any]:
+    """``async with http_server(transport, *flags, env={...}) as service:`` runs the HTTP service in this
+    event loop on a free loopback port (bound before serving, so clients can connect at once)."""
+    from server import config
+    from server.app import HttpService
+
+    @asynccontextmanager
+    async def run(
+        transport: str = "sse,streamable-http", *flags: str, env: dict[str, str] | None = None
+    ) -> AsyncIterator[HttpService]:
+        import anyio
+
+        cfg = config.parse(["--transport", transport, "--port", "0", "--root", str(job_root), *flags], env or {})
+        service = HttpService(cfg)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.serve)
+            try:
+                yield service
+            finally:
+                service.stop()
+
+    return run
