@@ -1,0 +1,140 @@
+"""Must show 6 and start-up refusals: token, Host and Origin checks on SSE and HTTP; settings that stop the server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from server import config
+from server.access import allowed_hosts
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "s3cret-token"
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
+
+
+async def _status(service, transport: str, headers: dict[str, str]) -> int:
+    """The status of the first request a client makes on ``transport`` (for SSE, the GET of the stream)."""
+    async with httpx2.AsyncClient(timeout=10) as http:
+        if transport == "sse":
+            async with http.stream("GET", service.urls["sse"], headers=headers) as response:
+                return response.status_code
+        response = await http.post(service.urls["streamable-http"], json=INIT, headers={**MCP_HEADERS, **headers})
+        return response.status_code
+
+
+@pytest.mark.parametrize("transport", ["sse", "streamable-http"])
+async def test_token_host_and_origin_are_checked(http_server, transport):
+    async with http_server("sse,streamable-http", env={"AGENT_JOBS_TOKEN": TOKEN}) as service:
+        good = {"Authorization": f"Bearer {TOKEN}"}
+        assert await _status(service, transport, {}) == 401
+        assert await _status(service, transport, {"Authorization": "Bearer wrong"}) == 401
+        assert await _status(service, transport, {"Authorization": TOKEN}) == 401  # not a bearer header
+        assert await _status(service, transport, {**good, "Host": "evil.example:80"}) == 421
+        assert await _status(service, transport, {**good, "Host": "127.0.0.1"}) == 421  # loopback, but no port
+        assert await _status(service, transport, {**good, "Origin": "http://evil.example"}) == 403
+        assert await _status(service, transport, {**good, "Origin": f"http://127.0.0.1:{service.port}"}) == 403
+        assert await _status(service, transport, {**good, "Host": f"localhost:{service.port}"}) == 200
+
+
+async def test_messages_endpoint_needs_the_token_too(http_server):
+    async with http_server("sse", env={"AGENT_JOBS_TOKEN": TOKEN}) as service, httpx2.AsyncClient(timeout=10) as http:
+        url = f"{service.base_url}/messages/?session_id=0123456789abcdef0123456789abcdef"
+        assert (await http.post(url, json=INIT)).status_code == 401
+
+
+@pytest.mark.parametrize("transport", ["sse", "streamable-http"])
+async def test_right_token_works_with_the_sdk_client(http_server, transport):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with http_server(transport, env={"AGENT_JOBS_TOKEN": TOKEN}) as service:
+        url = service.urls[transport]
+        if transport == "sse":
+            target = sse_client(url, headers=headers)
+            async with Client(target, mode="legacy") as client:
+                result = await client.call_tool("run_job", {"command": "echo authed"})
+        else:
+            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120))
+            async with http, Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+                result = await client.call_tool("run_job", {"command": "echo authed"})
+        assert result.structured_content["final_snapshot"]["stdout_tail"] == "authed\n"
+
+
+async def test_allowed_origin_and_host_flags(http_server):
+    flags = ("--allowed-origin", "http://localhost:5173", "--allowed-host", "jobs.internal:*")
+    async with http_server("streamable-http", *flags) as service:
+        assert await _status(service, "streamable-http", {"Origin": "http://localhost:5173"}) == 200
+        assert await _status(service, "streamable-http", {"Origin": "http://localhost:5174"}) == 403
+        assert await _status(service, "streamable-http", {"Host": "jobs.internal:1234"}) == 200
+        assert await _status(service, "streamable-http", {}) == 200  # no token set: open on loopback
+
+
+def test_wildcard_bind_accepts_this_machines_names_only():
+    cfg = config.parse(["--transport", "sse", "--host", "0.0.0.0", "--port", "9000"], {"AGENT_JOBS_TOKEN": "t"})
+    hosts = allowed_hosts(cfg, 9000)
+    assert "127.0.0.1:9000" in hosts and "localhost:9000" in hosts
+    assert all(h.endswith(":9000") for h in hosts)
+    assert not any(h.startswith("0.0.0.0") for h in hosts)
+
+
+def _serve(*flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", "serve", *flags],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **(env or {})},
+    )
+
+
+def test_non_loopback_bind_without_token_refuses_to_start():
+    done = _serve("--transport", "streamable-http", "--host", "0.0.0.0", "--port", "0")
+    assert done.returncode != 0
+    assert "AGENT_JOBS_TOKEN" in done.stderr and "--token-file" in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AGENT_JOBS_MAX_WAIT_SECONDS", "soon"),
+        ("AGENT_JOBS_MAX_WAIT_SECONDS", "-1"),
+        ("AGENT_JOBS_MAX_WAIT_SECONDS", "inf"),
+        ("AGENT_JOBS_DEFAULT_WAIT_SECONDS", "ten"),
+        ("AGENT_JOBS_DEFAULT_WAIT_SECONDS", "nan"),
+        ("AGENT_JOBS_DEFAULT_WAIT_SECONDS", "100"),  # above the default cap of 55
+    ],
+)
+def test_bad_wait_variable_stops_the_server(name, value):
+    done = _serve(env={name: value})
+    assert done.returncode != 0
+    assert name in done.stderr
+    assert done.stdout == ""
+
+
+def test_bad_flags_stop_the_server(tmp_path: Path):
+    assert "--token-file" in _serve("--transport", "sse", "--token-file", str(tmp_path / "missing")).stderr
+    (tmp_path / "empty").write_text("\n")
+    assert "empty" in _serve("--transport", "sse", "--token-file", str(tmp_path / "empty")).stderr
+    assert "unknown transport" in _serve("--transport", "websocket").stderr
+    assert "--allowed-host" in _serve("--transport", "sse", "--allowed-host", "example.com").stderr
+
+
+def test_token_file_is_read(tmp_path: Path):
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    cfg = config.parse(["--transport", "sse", "--host", "::", "--token-file", str(tmp_path / "token")], {})
+    assert cfg.token == TOKEN
