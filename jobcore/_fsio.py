@@ -22,6 +22,12 @@ ACK = "supervisor.ack"
 KILL_REQUEST = "kill.json"
 WAKE_FIFO = "wake.fifo"
 LOCK = "job.lock"
+COMPLETION_EVENT = "completion_event.json"
+NOTIFICATION_EVENTS = "notification_events.ndjson"
+#: Trigger counters for readers: {matched, undelivered, last_line?}.
+TRIGGERS = "triggers.json"
+#: Files of one run, cleared by a restart.
+RUN_FILES = (ACK, KILL_REQUEST, COMPLETION_EVENT, NOTIFICATION_EVENTS, TRIGGERS)
 
 TERMINAL_STATES = frozenset({"exited", "killed", "failed"})
 

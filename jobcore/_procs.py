@@ -84,6 +84,24 @@ def job_processes(job_id: str, pgid: int | None) -> list[int]:
     return found
 
 
+def live_jobs() -> tuple[set[str], set[int]]:
+    """In one pass over /proc: the job ids carried by live processes, and their process groups."""
+    prefix = f"{MARKER_VAR}=".encode()
+    markers: set[str] = set()
+    groups: set[int] = set()
+    for pid, pgrp in _live_pids():
+        groups.add(pgrp)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        for entry in env.split(b"\0"):
+            if entry.startswith(prefix):
+                markers.add(entry[len(prefix) :].decode(errors="replace"))
+    return markers, groups
+
+
 def signal_all(pids: list[int], signum: int) -> int:
     """Send ``signum`` to each pid; returns how many were signalled."""
     sent = 0

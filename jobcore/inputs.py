@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import invalid_input
 
@@ -41,6 +41,25 @@ def _check_tags(tags: list[str]) -> list[str]:
     return out
 
 
+class OutputMatch(_Input):
+    """A trigger: every new complete output line that matches emits a ``job.output.matched`` event."""
+
+    pattern: NonEmptyStr = Field(description="Text to look for, or a Python regular expression.")
+    match_type: Literal["contains", "regex"] = Field("contains", description="How pattern is matched.")
+    stream: Literal["stdout", "stderr", "either"] = Field("either", description="Which output is watched.")
+    notify_command: NonEmptyStr | None = Field(None, description="Shell command run per event, the event on stdin.")
+    notify_file: NonEmptyStr | None = Field(None, description="File each event is appended to as a JSON line.")
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> OutputMatch:
+        if self.match_type == "regex":
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regex {self.pattern!r}: {exc}") from None
+        return self
+
+
 class JobSpec(_Input):
     """What a job runs: the definition persisted in ``meta.json``."""
 
@@ -60,6 +79,13 @@ class JobSpec(_Input):
     shell_wrapper: list[NonEmptyStr] | None = Field(
         None, min_length=1, description="argv that runs a string command, default ['sh', '-c']."
     )
+    notify_command: NonEmptyStr | None = Field(
+        None, description="Shell command run when the job ends, with the job.finished event on stdin."
+    )
+    notify_file: NonEmptyStr | None = Field(
+        None, description="File the job.finished event is appended to as one JSON line."
+    )
+    on_output_match: OutputMatch | None = Field(None, description="Emit an event for each output line that matches.")
 
     @field_validator("command")
     @classmethod

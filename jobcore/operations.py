@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import time
@@ -29,6 +28,7 @@ from .payloads import (
     CreatePayload,
     DeleteEntry,
     DeletePayload,
+    Events,
     KillPayload,
     LaunchPayload,
     ListEntry,
@@ -38,7 +38,9 @@ from .payloads import (
     TagPayload,
     WaitPayload,
 )
+from .retention import auto_clean
 from .store import JobDir, Store, new_job_id
+from .times import finished_epoch, parse_age
 from .waiting import Steps, WaitFor
 
 STDIN_MAX_BYTES = 64 * 1024 * 1024
@@ -48,8 +50,6 @@ DEFAULT_KILL_WAIT_S = 3.0
 #: With the supervisor lost, other members of the group give no exit event: look again this often.
 LOST_RECHECK_S = 0.5
 _RESTART_STOP_S = 10.0
-_DURATION = re.compile(r"(\d+)([dhms])")
-_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _CREATE_ID_TRIES = 16
 
 
@@ -71,6 +71,19 @@ def _end_fields(state: dict[str, Any]) -> dict[str, Any]:
         "duration_ms": result.get("duration_ms"),
         "reason": state.get("reason"),
     }
+
+
+def _events(jd: JobDir) -> Events | None:
+    """Trigger counters, once an output trigger has fired."""
+    try:
+        counters = _fsio.read_json(jd.file(_fsio.TRIGGERS))
+    except (OSError, ValueError):
+        return None
+    return Events(
+        matched=counters["matched"],
+        last_line=counters.get("last_line"),
+        undelivered=counters.get("undelivered") or None,
+    )
 
 
 def _pidfd(pid: int) -> int | None:
@@ -180,25 +193,33 @@ def _read_stdin(spec: JobSpec) -> bytes | None:
     return data
 
 
+def _notification(spec: JobSpec, cwd: str) -> dict[str, Any]:
+    """The sinks of ``meta.json``; relative file paths are taken from the job's cwd."""
+
+    def sinks(command: str | None, file: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if command is not None:
+            out["notify_command"] = command
+        if file is not None:
+            out["notify_file"] = os.path.join(cwd, os.path.expanduser(file))
+        return out
+
+    notification = sinks(spec.notify_command, spec.notify_file)
+    if (trigger := spec.on_output_match) is not None:
+        notification["on_output_match"] = {
+            "pattern": trigger.pattern,
+            "match_type": trigger.match_type,
+            "stream": trigger.stream,
+            **sinks(trigger.notify_command, trigger.notify_file),
+        }
+    return notification
+
+
 def _check_cwd(cwd: str | None) -> str:
     path = os.path.realpath(os.path.expanduser(cwd) if cwd is not None else os.getcwd())
     if not os.path.isdir(path):
         raise invalid_input(f"cwd: {cwd!r} is not an existing directory", field="cwd")
     return path
-
-
-def parse_age(text: str) -> float:
-    """``30d``, ``12h``, ``45m``, ``90s`` (or a sum such as ``1h30m``) in seconds."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise invalid_input(
-            f"finished_older_than: {text!r} is not an age such as 7d, 12h, 45m or 90s", field="finished_older_than"
-        )
-    return float(sum(int(n) * _UNIT_S[u] for n, u in parts))
-
-
-def _parse_time(text: str) -> float:
-    return time.mktime(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
 
 
 def _tag_matches(tags: list[str], wanted: str) -> bool:
@@ -255,6 +276,8 @@ class Operations:
         }
         if stdin is not None:
             meta["stdin_file"] = _fsio.STDIN
+        if notification := _notification(spec, cwd):
+            meta["notification"] = notification
         jd = self._new_dir()
         try:
             meta["job"]["id"] = jd.job_id
@@ -300,6 +323,7 @@ class Operations:
                     details={"job_id": jd.job_id, "state": state["job"]["status"]},
                 )
             launch(jd)
+        auto_clean(self.store.root)
         return (yield from self._observe("start", jd, inp, started))
 
     def run(self, inp: RunInput) -> Steps[LaunchPayload]:
@@ -307,6 +331,7 @@ class Operations:
         jd = self._create(inp)
         with jd.lock():
             launch(jd)
+        auto_clean(self.store.root)
         return (yield from self._observe("run", jd, inp, started))
 
     def restart(self, inp: StartInput) -> Steps[LaunchPayload]:
@@ -318,13 +343,14 @@ class Operations:
                 yield from self._stop_all(jd, state)
                 for name in (_fsio.STDOUT, _fsio.STDERR, _fsio.FULL):
                     open(jd.file(name), "wb").close()
-                for name in (_fsio.ACK, _fsio.KILL_REQUEST):
+                for name in _fsio.RUN_FILES:
                     try:
                         os.unlink(jd.file(name))
                     except FileNotFoundError:
                         pass
                 jd.write_state("created")
             launch(jd)
+        auto_clean(self.store.root)
         return (yield from self._observe("restart", jd, inp, started))
 
     def _stop_all(self, jd: JobDir, state: dict[str, Any]) -> Steps[None]:
@@ -395,6 +421,7 @@ class Operations:
             stdout_log_path=jd.stdout_path,
             stderr_log_path=jd.stderr_path,
             full_log_path=jd.full_path,
+            events=_events(jd),
             snapshot=snap,
             **_end_fields(state),
         )
@@ -413,6 +440,7 @@ class Operations:
             state=state["job"]["status"],
             waited_ms=waited_ms,
             timed_out=not ended,
+            events=_events(jd),
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
             **_end_fields(state),
@@ -542,8 +570,7 @@ class Operations:
         if by_age is not None:
             if status == "created":
                 return entry("skipped", "not_ended")
-            finished = state.get("finished_at") or state["updated_at"]
-            if _parse_time(finished) > by_age:
+            if finished_epoch(state) > by_age:
                 return entry("skipped", "too_recent")
         if status != "created" and _procs.job_processes(jd.job_id, state.get("pid")):
             return entry("skipped", "alive")

@@ -58,8 +58,12 @@ class Snapshot(_Model):
 
 
 class Events(_Model):
+    """Output-trigger events so far."""
+
     matched: int
     last_line: str | None = None
+    #: Events whose notify command was not run because too many were queued.
+    undelivered: int | None = None
 
 
 class CreatePayload(Payload):

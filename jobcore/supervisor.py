@@ -18,7 +18,9 @@ import os
 import select
 import signal
 import time
+from collections.abc import Callable
 
+import _events
 import _fsio
 import _procs
 
@@ -48,10 +50,11 @@ _RESET_SIGNALS = (
 class LogFollower:
     """Copies new bytes of one log into ``full.log`` as timestamped lines."""
 
-    def __init__(self, path: str, label: bytes, full_fd: int) -> None:
+    def __init__(self, path: str, label: bytes, full_fd: int, on_lines: Callable[[list[bytes]], None]) -> None:
         self._fd = os.open(path, os.O_RDONLY)
         self._label = label
         self._full_fd = full_fd
+        self._on_lines = on_lines
         self._partial = b""
 
     def pump(self, budget: int = _PUMP_BUDGET) -> int:
@@ -85,6 +88,7 @@ class LogFollower:
         view = memoryview(out)
         while view:
             view = view[os.write(self._full_fd, view) :]
+        self._on_lines(lines)
 
 
 def parse_env_file(path: str) -> dict[str, str]:
@@ -131,15 +135,17 @@ class Supervisor:
         self.timeout_at: float | None = None
         self.escalate_at: float | None = None
         self.kill_after_s = self.meta.get("kill_after_ms", 5000) / 1000
+        self.env: dict[str, str] = {}
 
     def _path(self, name: str) -> str:
         return os.path.join(self.job_dir, name)
 
-    def write_state(self, status: str, **fields: object) -> None:
+    def write_state(self, status: str, **fields: object) -> dict:
         record = _fsio.state_record(
             self.job_id, status, supervisor_pid=os.getpid(), started_at=self.started_at, **fields
         )
         _fsio.write_json_atomic(self._path(_fsio.STATE), record)
+        return record
 
     def build_env(self) -> dict[str, str]:
         env = dict(os.environ) if self.meta.get("inherit_env", True) else {}
@@ -152,15 +158,16 @@ class Supervisor:
         env[_procs.MARKER_VAR] = self.job_id
         return env
 
-    def spawn(self) -> None:
-        """Start the command; an impossible start ends the job ``failed`` with ``exec_failed``."""
+    def spawn(self) -> dict:
+        """Start the command and return the state written: ``running``, or ``failed`` with
+        ``exec_failed`` when it cannot start."""
         command = self.meta["command"]
         argv = (
             [*(self.meta.get("shell_wrapper") or ["sh", "-c"]), command] if isinstance(command, str) else list(command)
         )
         self.started_at = _fsio.now_rfc3339()
         try:
-            env = self.build_env()
+            self.env = env = self.build_env()
             os.chdir(self.meta["cwd"])
             program = find_program(argv[0], env)
             stdin_path = self._path(_fsio.STDIN) if self.meta.get("stdin_file") else os.devnull
@@ -185,19 +192,18 @@ class Supervisor:
             if exc.filename is not None:
                 cause = f"{cause}: {exc.filename}"
             self.ended = True
-            self.write_state(
+            return self.write_state(
                 "failed",
                 finished_at=_fsio.now_rfc3339(),
                 duration_ms=0,
                 reason=f"exec_failed: {cause}",
             )
-            return
         for fd in fds:
             os.close(fd)
         timeout_ms = self.meta.get("timeout_ms", 0)
         if timeout_ms:
             self.timeout_at = self.spawned_mono + timeout_ms / 1000
-        self.write_state("running", pid=self.pid)
+        return self.write_state("running", pid=self.pid)
 
     def requested_kill(self) -> int | None:
         """The signal a ``kill`` call asked for (it writes ``kill.json`` before signalling)."""
@@ -229,7 +235,7 @@ class Supervisor:
             pass
         _procs.signal_all(_procs.job_processes(self.job_id, self.pid), signal.SIGKILL)
 
-    def on_command_end(self, status: int) -> None:
+    def on_command_end(self, status: int) -> dict:
         self.ended = True
         self.timeout_at = None
         duration_ms = int((time.monotonic() - self.spawned_mono) * 1000)
@@ -242,12 +248,11 @@ class Supervisor:
             "reason": self.reason,
         }
         if os.WIFSIGNALED(status):
-            self.write_state("killed", signal_name=_procs.signal_name(os.WTERMSIG(status)), **fields)
-        else:
-            self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
+            return self.write_state("killed", signal_name=_procs.signal_name(os.WTERMSIG(status)), **fields)
+        return self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
 
 
-def _reap(sup: Supervisor) -> bool:
+def _reap(sup: Supervisor, notifier: _events.Notifier) -> bool:
     """Reap every exited child; returns False once we have no children left."""
     while True:
         try:
@@ -257,7 +262,9 @@ def _reap(sup: Supervisor) -> bool:
         if pid == 0:
             return True
         if pid == sup.pid and not sup.ended:
-            sup.on_command_end(status)
+            notifier.job_finished(sup.on_command_end(status))
+        else:
+            notifier.child_exited(pid, status)  # else a reaped orphan of the job
 
 
 def _acknowledge() -> None:
@@ -283,28 +290,36 @@ def main(job_dir: str) -> int:
     signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
 
     sup = Supervisor(job_dir)
-    sup.spawn()
+    state = sup.spawn()
     _acknowledge()
+    notifier = _events.Notifier(job_dir, sup.meta, sup.env)
     if sup.ended:
         os.close(wake_fd)
-        return 0
+        notifier.job_finished(state)
 
     full_fd = os.open(os.path.join(job_dir, _fsio.FULL), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     followers = [
-        LogFollower(os.path.join(job_dir, _fsio.STDOUT), b"STDOUT", full_fd),
-        LogFollower(os.path.join(job_dir, _fsio.STDERR), b"STDERR", full_fd),
+        LogFollower(
+            os.path.join(job_dir, _fsio.STDOUT), b"STDOUT", full_fd, lambda ls: notifier.on_lines("stdout", ls)
+        ),
+        LogFollower(
+            os.path.join(job_dir, _fsio.STDERR), b"STDERR", full_fd, lambda ls: notifier.on_lines("stderr", ls)
+        ),
     ]
     poller = select.poll()
     poller.register(sig_r, select.POLLIN)
     follow_s = _FOLLOW_MIN_S
-    has_children = True
-    while has_children:
+    has_children = not sup.ended
+    flushed = False
+    matched = 0
+    while True:
         now = time.monotonic()
         if sup.timeout_at is not None and now >= sup.timeout_at:
             sup.on_timeout()
         if sup.escalate_at is not None and now >= sup.escalate_at:
             sup.escalate()
-        deadlines = [d for d in (sup.timeout_at, sup.escalate_at) if d is not None]
+        notifier.enforce_deadlines(now)
+        deadlines = [d for d in (sup.timeout_at, sup.escalate_at, notifier.next_deadline()) if d is not None]
         wait_s = min([follow_s] + [d - now for d in deadlines])
         if poller.poll(max(0, round(wait_s * 1000))):
             try:
@@ -314,7 +329,7 @@ def main(job_dir: str) -> int:
             if signal.SIGUSR1 in signums:
                 sup.on_kill_request()
         was_ended = sup.ended
-        has_children = _reap(sup)
+        has_children = _reap(sup, notifier)
         if sup.ended and not was_ended:
             os.close(wake_fd)
         moved = [f.pump() for f in followers]
@@ -324,6 +339,13 @@ def main(job_dir: str) -> int:
             follow_s = _FOLLOW_MIN_S
         else:
             follow_s = min(max(follow_s, _FOLLOW_MIN_S) * 2, _FOLLOW_MAX_S)
-    for f in followers:
-        f.flush()
-    return 0
+        if not has_children and not flushed:
+            # Nothing of the job is left to write: a last line without a newline is complete.
+            for f in followers:
+                f.flush()
+            flushed = True
+        if notifier.matched != matched:
+            matched = notifier.matched
+            _fsio.write_json_atomic(os.path.join(job_dir, _fsio.TRIGGERS), notifier.counters())
+        if not has_children and not notifier.busy:
+            return 0

@@ -381,7 +381,7 @@ def test_delete_by_id_and_by_age(root: Path, jobs: Jobs) -> None:
     assert by_age.deleted == 0 and {j.reason for j in by_age.jobs} == {"too_recent", "not_ended", "running"}
     assert jobs.delete(job_id=done).deleted == 1
     assert jobs.delete(job_id=created).deleted == 1
-    assert sorted(os.listdir(root)) == [running]
+    assert jobs.store.job_ids() == [running]
     with pytest.raises(JobError):
         jobs.delete()
 

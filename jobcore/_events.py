@@ -1,0 +1,280 @@
+"""Completion events and output triggers, delivered by the supervisor (issue 4).
+
+Standard library only (the supervisor imports it by file path). Sinks never hold a job
+back: the end is in ``state.json`` before any sink runs, notify commands run as tracked
+children with a time limit, and trigger deliveries queue in order, so a slow or failing
+sink delays only the deliveries behind it and every outcome is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+
+import _fsio
+
+COMMAND_TIME_LIMIT_S = 30.0
+#: Trigger events waiting for their notify command beyond this are recorded as not delivered.
+MAX_QUEUED = 1000
+
+
+def _result(sink: str, target: str, error: str | None) -> dict:
+    result = {"sink": sink, "target": target, "ok": error is None, "at": _fsio.now_rfc3339()}
+    if error is not None:
+        result["error"] = error
+    return result
+
+
+def _without_results(event: dict) -> dict:
+    return {k: v for k, v in event.items() if k != "delivery_results"}
+
+
+def append_line(path: str, event: dict) -> str | None:
+    """Append ``event`` as one JSON line (a single write, so concurrent appenders never interleave)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, (json.dumps(event, ensure_ascii=False) + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return f"{exc.strerror}: {path}"
+    return None
+
+
+class _Pending:
+    """One event on its way: its file deliveries done, its notify command still to run."""
+
+    def __init__(self, event: dict, command: str | None, done: Callable[[dict], None]) -> None:
+        self.event = event
+        self.command = command
+        self.done = done  # called with the event once every delivery has a result
+        self.pid: int | None = None
+        self.deadline = 0.0
+        self.timed_out = False
+        self.stdin_path = ""
+
+
+class Notifier:
+    def __init__(self, job_dir: str, meta: dict, env: dict[str, str]) -> None:
+        self.job_dir = job_dir
+        self.meta = meta
+        self.env = env
+        self.wrapper = list(meta.get("shell_wrapper") or ["sh", "-c"])
+        notification = meta.get("notification") or {}
+        self.notify_command: str | None = notification.get("notify_command")
+        self.notify_file: str | None = notification.get("notify_file")
+        self.trigger: dict | None = notification.get("on_output_match")
+        self._regex = None
+        if self.trigger and self.trigger.get("match_type") == "regex":
+            self._regex = re.compile(self.trigger["pattern"])
+        self.matched = 0
+        self.undelivered = 0
+        self.last_line: str | None = None
+        self._finished: _Pending | None = None
+        self._queue: list[_Pending] = []
+        self._serial = 0
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.job_dir, name)
+
+    def _base_event(self, event_type: str) -> dict:
+        return {
+            "schema_version": "0.1",
+            "event_type": event_type,
+            "job_id": self.meta["job"]["id"],
+            "command": self.meta["command"],
+            "cwd": self.meta["cwd"],
+            "stdout_log_path": self._path(_fsio.STDOUT),
+            "stderr_log_path": self._path(_fsio.STDERR),
+            "full_log_path": self._path(_fsio.FULL),
+        }
+
+    # --- job.finished -------------------------------------------------------------------
+
+    def job_finished(self, state: dict) -> None:
+        """Build the ``job.finished`` event from the end just recorded, and deliver it."""
+        event = self._base_event("job.finished")
+        event.update(
+            state=state["job"]["status"],
+            started_at=state["job"].get("started_at"),
+            finished_at=state.get("finished_at"),
+            duration_ms=state["result"].get("duration_ms"),
+        )
+        for key, value in (
+            ("exit_code", state["result"].get("exit_code")),
+            ("signal", state["result"].get("signal")),
+            ("reason", state.get("reason")),
+        ):
+            if value is not None:
+                event[key] = value
+        event["delivery_results"] = []
+        path = self._path(_fsio.COMPLETION_EVENT)
+        _fsio.write_json_atomic(path, event)
+        if self.notify_file:
+            error = append_line(self.notify_file, _without_results(event))
+            event["delivery_results"].append(_result("file", self.notify_file, error))
+            _fsio.write_json_atomic(path, event)
+        if self.notify_command:
+            pending = _Pending(event, self.notify_command, lambda ev: _fsio.write_json_atomic(path, ev))
+            self._finished = pending
+            if (error := self._spawn(pending, event_path=path)) is not None:
+                self._complete(pending, error)
+
+    # --- job.output.matched -------------------------------------------------------------
+
+    def on_lines(self, stream: str, lines: list[bytes]) -> None:
+        trigger = self.trigger
+        if not trigger or trigger.get("stream", "either") not in ("either", stream):
+            return
+        pattern = trigger["pattern"]
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            if not (self._regex.search(line) if self._regex else pattern in line):
+                continue
+            self.matched += 1
+            self.last_line = line
+            event = self._base_event("job.output.matched")
+            event.update(
+                pattern=pattern,
+                match_type=trigger.get("match_type", "contains"),
+                stream=stream,
+                line=line,
+                delivery_results=[],
+            )
+            if trigger.get("notify_file"):
+                error = append_line(trigger["notify_file"], _without_results(event))
+                event["delivery_results"].append(_result("file", trigger["notify_file"], error))
+            command = trigger.get("notify_command")
+            if command and len(self._queue) >= MAX_QUEUED:
+                self.undelivered += 1
+                event["delivery_results"].append(
+                    _result("command", command, f"not delivered: {MAX_QUEUED} deliveries already queued")
+                )
+                command = None
+            self._queue.append(_Pending(event, command, self._record_trigger_event))
+        self._advance_queue()
+
+    def _record_trigger_event(self, event: dict) -> None:
+        append_line(self._path(_fsio.NOTIFICATION_EVENTS), event)
+
+    def _advance_queue(self) -> None:
+        """Record finished events in order; start the head's command when it has one."""
+        while self._queue:
+            head = self._queue[0]
+            if head.pid is not None:
+                return
+            if head.command is None:
+                self._queue.pop(0)
+                head.done(head.event)
+                continue
+            error = self._spawn(head, event_path=None)
+            if error is None:
+                return
+            head.event["delivery_results"].append(_result("command", head.command, error))
+            head.command = None
+
+    def counters(self) -> dict:
+        counters: dict = {"matched": self.matched, "undelivered": self.undelivered}
+        if self.last_line is not None:
+            counters["last_line"] = self.last_line
+        return counters
+
+    # --- notify commands, as tracked children -------------------------------------------
+
+    def _spawn(self, pending: _Pending, event_path: str | None) -> str | None:
+        """Start ``pending``'s notify command with the event on stdin; the error if it cannot.
+
+        The event goes through a file of its own (the one the command's stdin reads),
+        which is also ``AGENT_JOBS_EVENT_PATH`` unless ``event_path`` names another.
+        """
+        self._serial += 1
+        pending.stdin_path = self._path(f".event-{self._serial}.json")
+        try:
+            _fsio.write_json_atomic(pending.stdin_path, _without_results(pending.event))
+        except OSError as exc:
+            return f"cannot write the event: {exc}"
+        event_path = event_path or pending.stdin_path
+        env = dict(self.env)
+        env.update(
+            AGENT_JOBS_JOB_ID=self.meta["job"]["id"],
+            AGENT_JOBS_EVENT_TYPE=pending.event["event_type"],
+            AGENT_JOBS_EVENT_PATH=event_path,
+        )
+        argv = [*self.wrapper, pending.command]
+        try:
+            stdin = os.open(pending.stdin_path, os.O_RDONLY)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                pending.pid = os.posix_spawnp(
+                    argv[0],
+                    argv,
+                    env,
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, stdin, 0),
+                        (os.POSIX_SPAWN_DUP2, devnull, 1),
+                        (os.POSIX_SPAWN_DUP2, devnull, 2),
+                    ],
+                    setsid=True,
+                    setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGUSR1),
+                )
+            finally:
+                os.close(stdin)
+                os.close(devnull)
+        except OSError as exc:
+            return f"cannot run: {exc}"
+        pending.deadline = time.monotonic() + COMMAND_TIME_LIMIT_S
+        return None
+
+    def _complete(self, pending: _Pending, error: str | None) -> None:
+        try:
+            os.unlink(pending.stdin_path)
+        except OSError:
+            pass
+        pending.event["delivery_results"].append(_result("command", pending.command or "", error))
+        pending.pid = None
+        pending.command = None
+        if pending is self._finished:
+            self._finished = None
+            pending.done(pending.event)
+        else:
+            self._advance_queue()
+
+    def _running(self) -> list[_Pending]:
+        return [p for p in (self._finished, *self._queue[:1]) if p is not None and p.pid is not None]
+
+    def child_exited(self, pid: int, status: int) -> bool:
+        """Record a notify command's outcome; False when ``pid`` is not one of ours."""
+        for pending in self._running():
+            if pending.pid == pid:
+                code = os.waitstatus_to_exitcode(status)
+                if pending.timed_out:
+                    error = f"timed out after {COMMAND_TIME_LIMIT_S:g} s"
+                elif code != 0:
+                    error = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+                else:
+                    error = None
+                self._complete(pending, error)
+                return True
+        return False
+
+    def next_deadline(self) -> float | None:
+        deadlines = [p.deadline for p in self._running() if not p.timed_out]
+        return min(deadlines) if deadlines else None
+
+    def enforce_deadlines(self, now: float) -> None:
+        for pending in self._running():
+            if not pending.timed_out and now >= pending.deadline and pending.pid is not None:
+                pending.timed_out = True
+                try:
+                    os.killpg(pending.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    @property
+    def busy(self) -> bool:
+        return self._finished is not None or bool(self._queue)
