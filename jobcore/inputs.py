@@ -31,6 +31,12 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _no_nul(text: str) -> None:
+    """A NUL byte cannot reach exec or the file system: refuse it here, not at launch."""
+    if "\0" in text:
+        raise ValueError(f"{text!r} contains a NUL byte")
+
+
 def _check_tags(tags: list[str]) -> list[str]:
     out: list[str] = []
     for tag in tags:
@@ -97,9 +103,17 @@ class JobSpec(_Input):
     @field_validator("env")
     @classmethod
     def _env_keys(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        for key in v or {}:
+        for key, value in (v or {}).items():
             if not _ENV_KEY.fullmatch(key):
                 raise ValueError(f"bad env key {key!r}: letters, digits and '_', not starting with a digit")
+            _no_nul(value)
+        return v
+
+    @field_validator("command", "shell_wrapper", "cwd", "env_files", "notify_command", "notify_file")
+    @classmethod
+    def _no_nul_bytes(cls, v: str | list[str] | None) -> str | list[str] | None:
+        for item in [v] if isinstance(v, str) else v or []:
+            _no_nul(item)
         return v
 
     @field_validator("tags")

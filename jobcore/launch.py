@@ -50,7 +50,7 @@ class _Reaper:
         with self._lock:
             self._pids[pidfd] = pid
             self._epoll.register(pidfd, select.EPOLLIN)
-            if self._thread is None or self._thread.ident is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="agent-jobs-reaper", daemon=True)
                 self._thread.start()
 

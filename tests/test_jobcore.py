@@ -264,6 +264,8 @@ def test_tail_lines_counts_a_last_line_without_newline(jobs: Jobs) -> None:
         ("run", {"command": "true", "timeout": -1}, "invalid_input", "timeout"),
         ("run", {"command": "true", "bogus": 1}, "invalid_input", "bogus"),
         ("run", {"command": "true", "tags": ["a..b"]}, "invalid_input", "a..b"),
+        ("run", {"command": "echo a\0b"}, "invalid_input", "NUL"),
+        ("run", {"command": "true", "env": {"K": "v\0"}}, "invalid_input", "NUL"),
         ("snapshot", {"job_id": "../x"}, "invalid_input", "'../x'"),
         ("snapshot", {"job_id": "ABC"}, "invalid_input", "'ABC'"),
         ("snapshot", {"job_id": ""}, "invalid_input", "''"),
