@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -75,7 +76,9 @@ def bind(host: str, port: int) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
         host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    sock = socket.socket(family, kind, proto)
+    # proto must say TCP: asyncio sets TCP_NODELAY only on such sockets, and without it small
+    # SSE frames wait on delayed ACKs (about 40 ms a round trip).
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
@@ -160,7 +163,8 @@ class HttpService:
             if self._http is not None:
                 await stack.enter_async_context(self.mcp.session_manager.run())
             for name, url in self.urls.items():
-                log.info("serving %s at %s", name, url)
+                # Always on stderr, whatever the log level: with --port 0 it is how a client learns the port.
+                print(f"agent-jobs: serving {name} at {url}", file=sys.stderr, flush=True)
             await self._uvicorn.serve(sockets=[self.sock])
 
     def stop(self) -> None:

@@ -138,3 +138,18 @@ def test_token_file_is_read(tmp_path: Path):
     (tmp_path / "token").write_text(TOKEN + "\n")
     cfg = config.parse(["--transport", "sse", "--host", "::", "--token-file", str(tmp_path / "token")], {})
     assert cfg.token == TOKEN
+
+
+def test_listening_socket_gets_tcp_nodelay(job_root: Path):
+    """asyncio sets TCP_NODELAY only on sockets created with proto TCP; without it each small SSE
+    frame waits for a delayed ACK (about 40 ms a round trip, measured)."""
+    import socket
+
+    from server.app import bind
+
+    for host in ("127.0.0.1", "localhost"):
+        sock = bind(host, 0)
+        try:
+            assert sock.proto == socket.IPPROTO_TCP
+        finally:
+            sock.close()
