@@ -198,8 +198,11 @@ class WaitPolicy:
         value = arguments.get("wait_seconds")
         if value is None:
             return {**arguments, "wait_seconds": self.default_for(spec)}
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if is_number and math.isfinite(value) and value > self.cap_s:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return arguments
+        if isinstance(value, float) and not math.isfinite(value):
+            return arguments
+        if value > self.cap_s:  # exact for ints of any size, no float conversion
             log.info("%s: wait_seconds %s lowered to the cap %s", spec.name, value, self.cap_s)
             return {**arguments, "wait_seconds": self.cap_s}
         return arguments

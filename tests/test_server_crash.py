@@ -108,3 +108,22 @@ def test_server_killed_during_wait_job_finishes_and_new_server_reports_it(job_ro
     assert waited["state"] == "exited"
     assert waited["exit_code"] == 0
     assert waited["final_snapshot"]["stdout_tail"] == "before\nafter go\n"
+
+
+def test_stdout_carries_frames_only_and_stdin_eof_stops_the_server(job_root: Path, server_cwd: Path):
+    server = RawStdio(job_root, server_cwd)
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "run_job", "arguments": {"x": 1}}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "list_jobs", "arguments": {}}},
+    ]
+    for message in messages:
+        server.send({k: v for k, v in message.items() if k != "jsonrpc"})
+    frames = [server.receive() for _ in range(3)]  # every stdout line is a JSON-RPC frame
+    assert [f["id"] for f in frames] == [1, 2, 3]
+    assert frames[1]["result"]["structuredContent"]["error"]["code"] == "invalid_input"
+    out, _ = server.proc.communicate(timeout=30)  # closes stdin: the server exits, printing nothing more
+    assert server.proc.returncode == 0
+    assert out == b""

@@ -131,3 +131,32 @@ async def test_start_and_restart(client):
     restarted = await client.call_tool("restart_job", {"job_id": created["job_id"]})
     assert restarted.structured_content["type"] == "restart"
     assert restarted.structured_content["final_snapshot"]["stdout_tail"] == "again\n"
+
+
+async def test_huge_wait_is_lowered_to_the_cap(job_root: Path):
+    mcp = build_server(config.parse(["--root", str(job_root)], {"AGENT_JOBS_MAX_WAIT_SECONDS": "0.2"}))
+    async with Client(mcp, mode="legacy") as c:
+        created = (await c.call_tool("create_job", {"command": "true"})).structured_content
+        waited = await c.call_tool("wait", {"job_id": created["job_id"], "wait_seconds": 10**30})
+        assert waited.is_error is False
+        assert waited.structured_content["timed_out"] is True
+        assert waited.structured_content["state"] == "created"  # a created job is waited on, untouched
+        assert 150 <= waited.structured_content["waited_ms"] < 3000
+
+
+def test_wait_policy_fills_and_caps_but_leaves_bad_values_to_jobcore():
+    from server.tools import SPECS, WaitPolicy
+
+    spec = {s.name: s for s in SPECS}
+    policy = WaitPolicy(default_s=None, cap_s=5)
+    assert policy.apply(spec["wait"], {"job_id": "abcd"})["wait_seconds"] == 5  # 30 s default, capped
+    assert policy.apply(spec["run_job"], {"command": "x"})["wait_seconds"] == 5
+    assert policy.apply(spec["kill"], {"job_id": "abcd"})["wait_seconds"] == 3
+    assert policy.apply(spec["wait"], {"job_id": "abcd", "wait_seconds": None})["wait_seconds"] == 5
+    assert policy.apply(spec["wait"], {"job_id": "abcd", "wait_seconds": 2.5})["wait_seconds"] == 2.5
+    assert policy.apply(spec["wait"], {"job_id": "abcd", "wait_seconds": 10**400})["wait_seconds"] == 5
+    for bad in ("7", True, -1, float("inf"), float("nan"), [1]):
+        args = {"job_id": "abcd", "wait_seconds": bad}
+        assert policy.apply(spec["wait"], args) is args
+    assert "wait_seconds" not in policy.apply(spec["snapshot"], {"job_id": "abcd"})
+    assert WaitPolicy(default_s=1, cap_s=55).apply(spec["kill"], {"job_id": "abcd"})["wait_seconds"] == 1

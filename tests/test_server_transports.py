@@ -227,3 +227,27 @@ async def test_cancelling_a_wait_leaves_the_job_running(connect):
         snap = await s.ok("snapshot", {"job_id": run["job_id"]})
         assert snap["state"] == "running"
         await s.ok("kill", {"job_id": run["job_id"], "signal": "SIGKILL"})
+
+
+@pytest.mark.parametrize("transport", ["sse", "streamable-http"])
+async def test_closing_the_connection_during_a_wait_leaves_the_job_running(connect, transport, job_root: Path):
+    from jobcore import Jobs
+
+    async with connect(transport) as s:
+        run = await s.ok("run_job", {"command": "exec sleep 60", "wait_seconds": 0})
+        in_flight = anyio.Event()
+
+        async def on_progress(*_: Any) -> None:
+            in_flight.set()
+
+        async with anyio.create_task_group() as tg:
+
+            async def waiter() -> None:
+                await s.client.call_tool("wait", {"job_id": run["job_id"]}, progress_callback=on_progress)
+
+            tg.start_soon(waiter)
+            await in_flight.wait()
+            tg.cancel_scope.cancel()
+    # client and server are both gone now
+    assert Jobs(job_root).snapshot(job_id=run["job_id"]).state == "running"
+    Jobs(job_root).kill(job_id=run["job_id"], signal="SIGKILL")
