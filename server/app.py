@@ -73,16 +73,14 @@ async def serve_stdio(cfg: Config) -> None:
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket, so the real port is known (``--port 0``) before the Host list is made."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    # A name with both (``localhost``): IPv4 first, the address clients and Host lists use most.
+    family, kind, proto, _, address = min(infos, key=lambda info: info[0] != socket.AF_INET)
     # proto must say TCP: asyncio sets TCP_NODELAY only on such sockets, and without it small
     # SSE frames wait on delayed ACKs (about 40 ms a round trip).
     sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
         sock.listen(128)
     except BaseException:

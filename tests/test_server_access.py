@@ -153,3 +153,16 @@ def test_listening_socket_gets_tcp_nodelay(job_root: Path):
             assert sock.proto == socket.IPPROTO_TCP
         finally:
             sock.close()
+
+
+async def test_wildcard_bind_with_a_token_serves(http_server):
+    import socket
+
+    env = {"AGENT_JOBS_TOKEN": TOKEN}
+    async with http_server("streamable-http", "--host", "0.0.0.0", env=env) as service:
+        good = {"Authorization": f"Bearer {TOKEN}"}
+        assert await _status(service, "streamable-http", {}) == 401
+        assert await _status(service, "streamable-http", good) == 200
+        own_name = f"{socket.gethostname()}:{service.port}"
+        assert await _status(service, "streamable-http", {**good, "Host": own_name}) == 200
+        assert await _status(service, "streamable-http", {**good, "Host": f"rebound.example:{service.port}"}) == 421
