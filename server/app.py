@@ -89,6 +89,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _url_host(host: str) -> str:
+    """How a URL names the bound address; a wildcard bind (0.0.0.0, ::) is reached locally on loopback."""
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"[{host}]" if ":" in host else host
+
+
 class HttpService:
     """SSE (``/sse`` + ``/messages/``) and/or streamable HTTP (``/mcp``) on one listening socket.
 
@@ -100,8 +108,7 @@ class HttpService:
         self.cfg = cfg
         self.sock = sock or bind(cfg.host, cfg.port)
         self.port: int = self.sock.getsockname()[1]
-        host = cfg.host if ":" not in cfg.host else f"[{cfg.host.strip('[]')}]"
-        self.base_url = f"http://{host}:{self.port}"
+        self.base_url = f"http://{_url_host(cfg.host)}:{self.port}"
         self.mcp = build_server(cfg, base_url=self.base_url)
         security = access.transport_security(cfg, self.port)
         self._sse = self.mcp.sse_app(transport_security=security) if "sse" in cfg.transports else None
