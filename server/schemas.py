@@ -77,8 +77,10 @@ def input_schema(model: type[BaseModel], descriptions: dict[str, str] | None = N
             prop["description"] = descriptions[name]
         elif "description" not in prop and name in FALLBACK_DESCRIPTIONS:
             prop["description"] = FALLBACK_DESCRIPTIONS[name]
-    schema["type"] = "object"
-    return schema
+    required = schema.get("required", [])
+    props = schema.get("properties", {})
+    schema["properties"] = {k: props[k] for k in sorted(props, key=lambda k: k not in required)}  # required first
+    return {"type": "object", **{k: v for k, v in schema.items() if k != "type"}}
 
 
 def output_schema(payload: type[BaseModel]) -> dict[str, Any]:
