@@ -264,6 +264,8 @@ class Operations:
             "command": spec.command,
             "cwd": cwd,
             "created_at": _fsio.now_rfc3339(),
+            # Orders jobs created within one millisecond (created_at has ms resolution).
+            "created_ns": time.time_ns(),
             "env_keys": list(env),
             "env_vars": [f"{k}={'***' if k in spec.mask else v}" for k, v in env.items()],
             "mask": spec.mask,
@@ -497,7 +499,7 @@ class Operations:
 
     def list(self, inp: ListInput) -> Steps[ListPayload]:
         scope = None if inp.all else _check_cwd(inp.cwd)
-        jobs: list[ListEntry] = []
+        jobs: list[tuple[tuple[str, int, str], ListEntry]] = []
         skipped = 0
         for entry in self._entries():
             if entry is None:
@@ -512,26 +514,30 @@ class Operations:
                 continue
             if not all(_tag_matches(meta["tags"], t) for t in inp.tags):
                 continue
+            order = (meta["created_at"], meta.get("created_ns", 0), jd.job_id)
             jobs.append(
-                ListEntry(
-                    job_id=jd.job_id,
-                    state=status,
-                    command=meta["command"],
-                    cwd=cwd,
-                    tags=meta["tags"],
-                    exit_code=state["result"].get("exit_code"),
-                    reason=state.get("reason"),
-                    created_at=meta["created_at"],
-                    started_at=state["job"].get("started_at"),
-                    finished_at=state.get("finished_at"),
-                    updated_at=state["updated_at"],
+                (
+                    order,
+                    ListEntry(
+                        job_id=jd.job_id,
+                        state=status,
+                        command=meta["command"],
+                        cwd=cwd,
+                        tags=meta["tags"],
+                        exit_code=state["result"].get("exit_code"),
+                        reason=state.get("reason"),
+                        created_at=meta["created_at"],
+                        started_at=state["job"].get("started_at"),
+                        finished_at=state.get("finished_at"),
+                        updated_at=state["updated_at"],
+                    ),
                 )
             )
-        jobs.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
+        jobs.sort(key=lambda pair: pair[0], reverse=True)
         truncated = bool(inp.limit) and len(jobs) > inp.limit
         return ListPayload(
             root=str(self.store.root),
-            jobs=jobs[: inp.limit] if inp.limit else jobs,
+            jobs=[entry for _, entry in (jobs[: inp.limit] if inp.limit else jobs)],
             truncated=truncated,
             skipped=skipped,
         )
