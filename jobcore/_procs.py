@@ -61,6 +61,15 @@ def _live_pids() -> list[tuple[int, int]]:
     return out
 
 
+def _environ(pid: int) -> list[bytes]:
+    """``KEY=VALUE`` entries of a process's environment (none if it is gone or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
 def group_alive(pgid: int) -> bool:
     """True while any live process is in process group ``pgid``."""
     return any(pgrp == pgid for _, pgrp in _live_pids())
@@ -71,15 +80,7 @@ def job_processes(job_id: str, pgid: int | None) -> list[int]:
     marker = f"{MARKER_VAR}={job_id}".encode()
     found = []
     for pid, pgrp in _live_pids():
-        if pgid is not None and pgrp == pgid:
-            found.append(pid)
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if marker in env.split(b"\0"):
+        if (pgid is not None and pgrp == pgid) or marker in _environ(pid):
             found.append(pid)
     return found
 
@@ -91,12 +92,7 @@ def live_jobs() -> tuple[set[str], set[int]]:
     groups: set[int] = set()
     for pid, pgrp in _live_pids():
         groups.add(pgrp)
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        for entry in env.split(b"\0"):
+        for entry in _environ(pid):
             if entry.startswith(prefix):
                 markers.add(entry[len(prefix) :].decode(errors="replace"))
     return markers, groups

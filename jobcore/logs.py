@@ -7,6 +7,7 @@ with the log; an offset read returns ``[offset, min(size, offset + max_bytes))``
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .payloads import Snapshot
@@ -22,27 +23,27 @@ class Window:
     truncated: bool
 
 
-def _read_range(fd: int, begin: int, end: int) -> bytes:
-    return os.pread(fd, end - begin, begin) if end > begin else b""
+def _read(path: str, window: Callable[[int], tuple[int, int]]) -> tuple[bytes, int, int]:
+    """The bytes ``[begin, end)`` that ``window(size)`` picks, with ``begin`` and the size."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return b"", 0, 0
+    try:
+        size = os.fstat(fd).st_size
+        begin, end = window(size)
+        return (os.pread(fd, end - begin, begin) if end > begin else b""), begin, size
+    finally:
+        os.close(fd)
 
 
 def read_tail(path: str, tail_lines: int, max_bytes: int) -> Window:
     """The last ``tail_lines`` lines (0 = any number) within the last ``max_bytes`` bytes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return Window("", 0, 0, 0, False)
-    try:
-        size = os.fstat(fd).st_size
-        begin = max(0, size - max_bytes)
-        data = _read_range(fd, begin, size)
-    finally:
-        os.close(fd)
+    data, begin, size = _read(path, lambda size: (max(0, size - max_bytes), size))
     end = begin + len(data)
     if tail_lines > 0 and data:
         # A last line without a newline counts as a line.
-        search_end = len(data) - 1 if data.endswith(b"\n") else len(data)
-        cut = search_end
+        cut = len(data) - 1 if data.endswith(b"\n") else len(data)
         for _ in range(tail_lines):
             cut = data.rfind(b"\n", 0, cut)
             if cut < 0:
@@ -55,16 +56,7 @@ def read_tail(path: str, tail_lines: int, max_bytes: int) -> Window:
 
 def read_from(path: str, offset: int, max_bytes: int) -> Window:
     """The bytes from ``offset`` on, at most ``max_bytes`` of them."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return Window("", 0, 0, 0, False)
-    try:
-        size = os.fstat(fd).st_size
-        begin = min(offset, size)
-        data = _read_range(fd, begin, min(size, begin + max_bytes))
-    finally:
-        os.close(fd)
+    data, begin, size = _read(path, lambda size: (min(offset, size), min(size, offset + max_bytes)))
     end = begin + len(data)
     return Window(data.decode("utf-8", errors="replace"), begin, end, size, end < size)
 

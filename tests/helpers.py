@@ -8,6 +8,22 @@ from pathlib import Path
 
 from jobcore import _procs
 
+#: The tools of CONTRACT §5, as a client should find them.
+CONTRACT_TOOLS = frozenset(
+    {
+        "create_job",
+        "start_job",
+        "run_job",
+        "snapshot",
+        "wait",
+        "kill",
+        "list_jobs",
+        "restart_job",
+        "delete_job",
+        "tag_job",
+    }
+)
+
 
 class Fifo:
     """A named pipe a job's command and the test meet at: each side blocks until the other comes."""

@@ -16,22 +16,11 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import CONTRACT_TOOLS
 
 REPO = Path(__file__).resolve().parent.parent
 INSPECTOR_DIR = REPO / "tests" / "inspector"
 INSPECTOR = INSPECTOR_DIR / "node_modules" / ".bin" / "mcp-inspector"
-TOOLS = {
-    "create_job",
-    "start_job",
-    "run_job",
-    "snapshot",
-    "wait",
-    "kill",
-    "list_jobs",
-    "restart_job",
-    "delete_job",
-    "tag_job",
-}
 
 pytestmark = pytest.mark.skipif(
     not INSPECTOR.exists(), reason=f"MCP Inspector not installed: run `npm ci --prefix {INSPECTOR_DIR}`"
@@ -66,7 +55,7 @@ class Inspector:
 async def _scenario(inspector: Inspector) -> None:
     rc, listed, err = await inspector("tools/list")
     assert rc == 0, err
-    assert {t["name"] for t in listed["tools"]} == TOOLS
+    assert {t["name"] for t in listed["tools"]} == CONTRACT_TOOLS
     assert all("outputSchema" in t for t in listed["tools"])
 
     run = await inspector.call("run_job", {"command": "echo from-inspector; exit 2"})

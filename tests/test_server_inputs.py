@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import CONTRACT_TOOLS
 from jsonschema import Draft202012Validator
 from mcp import Client
 
@@ -65,18 +66,7 @@ async def test_unknown_tool_is_reported(client):
 
 async def test_tool_listing(client):
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {
-        "create_job",
-        "start_job",
-        "run_job",
-        "snapshot",
-        "wait",
-        "kill",
-        "list_jobs",
-        "restart_job",
-        "delete_job",
-        "tag_job",
-    }
+    assert set(tools) == CONTRACT_TOOLS
     for name, tool in tools.items():
         assert tool.description and 2 <= tool.description.count(". ") + 1 <= 4, name
         schema = tool.input_schema
