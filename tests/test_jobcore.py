@@ -437,3 +437,16 @@ def test_supervisors_are_reaped(root: Path, jobs: Jobs) -> None:
     while os.path.exists(f"/proc/{supervisor}") and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not os.path.exists(f"/proc/{supervisor}")
+
+
+def test_a_supervisor_that_dies_before_acknowledging_fails_the_launch(root: Path, jobs: Jobs) -> None:
+    job_id = jobs.create(command="echo never").job_id
+    (root / job_id / "wake.fifo").unlink()  # the supervisor cannot open it and dies at start
+    with pytest.raises(JobError) as refused:
+        jobs.start(job_id=job_id)
+    assert refused.value.code == "launch_failed"
+    assert "wake.fifo" in refused.value.message
+    state = state_of(root, job_id)
+    assert state["job"]["status"] == "failed"
+    assert state["reason"].startswith("launch_failed: ")
+    assert os.path.getsize(root / job_id / "stdout.log") == 0
