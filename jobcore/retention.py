@@ -34,7 +34,7 @@ def retention_seconds(value: str | None = None) -> float | None:
     setting = (value if value is not None else os.environ.get(RETENTION_ENV, DEFAULT_RETENTION)).strip()
     if setting.lower() == "off":
         return None
-    return parse_age(setting)
+    return parse_age(setting, field=RETENTION_ENV)
 
 
 def auto_clean(root: Path, *, force: bool = False) -> list[str]:

@@ -23,6 +23,7 @@ ENV_ROOT = "AGENT_JOBS_ROOT"
 ENV_TOKEN = "AGENT_JOBS_TOKEN"
 ENV_DEFAULT_WAIT = "AGENT_JOBS_DEFAULT_WAIT_SECONDS"
 ENV_MAX_WAIT = "AGENT_JOBS_MAX_WAIT_SECONDS"
+ENV_RETENTION = "AGENT_JOBS_RETENTION"
 
 
 class ConfigError(Exception):
@@ -79,6 +80,20 @@ def wait_settings(env: Mapping[str, str]) -> tuple[float | None, float]:
     if default is not None and default > cap:
         raise ConfigError(f"{ENV_DEFAULT_WAIT}={default:g} is above the cap {ENV_MAX_WAIT}={cap:g}")
     return default, cap
+
+
+def _check_retention(env: Mapping[str, str]) -> None:
+    """A bad ``AGENT_JOBS_RETENTION`` would only show as a warning at every launch: refuse it now."""
+    from jobcore import JobError  # the engine, not the SDK: cheap enough here
+    from jobcore.retention import retention_seconds
+
+    raw = env.get(ENV_RETENTION)
+    if not raw:
+        return
+    try:
+        retention_seconds(raw)
+    except JobError:
+        raise ConfigError(f"{ENV_RETENTION}={raw!r} is not an age such as 30d, 12h, 45m or 90s, nor off") from None
 
 
 def _transports(value: str) -> tuple[str, ...]:
@@ -152,6 +167,7 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
     env = os.environ if env is None else env
     transports = _transports(args.transport)
     default_wait, max_wait = wait_settings(env)
+    _check_retention(env)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not a TCP port")
     token = _token(env, args.token_file)

@@ -117,9 +117,10 @@ def test_non_loopback_bind_without_token_refuses_to_start():
         ("AGENT_JOBS_DEFAULT_WAIT_SECONDS", "ten"),
         ("AGENT_JOBS_DEFAULT_WAIT_SECONDS", "nan"),
         ("AGENT_JOBS_DEFAULT_WAIT_SECONDS", "100"),  # above the default cap of 55
+        ("AGENT_JOBS_RETENTION", "a month"),
     ],
 )
-def test_bad_wait_variable_stops_the_server(name, value):
+def test_bad_wait_or_retention_variable_stops_the_server(name, value):
     done = _serve(env={name: value})
     assert done.returncode != 0
     assert name in done.stderr
