@@ -18,6 +18,8 @@ from collections.abc import Callable
 import _fsio
 
 COMMAND_TIME_LIMIT_S = 30.0
+#: ``snapshot`` and ``wait`` carry the last matched line: at most this many characters of it.
+LAST_LINE_CHARS = 4096
 #: Trigger events waiting for their notify command beyond this are recorded as not delivered.
 MAX_QUEUED = 1000
 
@@ -36,13 +38,16 @@ def _without_results(event: dict) -> dict:
 def append_line(path: str, event: dict) -> str | None:
     """Append ``event`` as one JSON line (a single write, so concurrent appenders never interleave)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # O_NONBLOCK: a FIFO nobody reads is an error here, not a supervisor stuck in open().
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
         try:
             os.write(fd, (json.dumps(event, ensure_ascii=False) + "\n").encode())
         finally:
             os.close(fd)
     except OSError as exc:
         return f"{exc.strerror}: {path}"
+    except ValueError as exc:
+        return f"{exc}: {path!r}"
     return None
 
 
@@ -181,7 +186,7 @@ class Notifier:
     def counters(self) -> dict:
         counters: dict = {"matched": self.matched, "undelivered": self.undelivered}
         if self.last_line is not None:
-            counters["last_line"] = self.last_line
+            counters["last_line"] = self.last_line[:LAST_LINE_CHARS]
         return counters
 
     # --- notify commands, as tracked children -------------------------------------------
@@ -225,7 +230,7 @@ class Notifier:
             finally:
                 os.close(stdin)
                 os.close(devnull)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             return f"cannot run: {exc}"
         pending.deadline = time.monotonic() + COMMAND_TIME_LIMIT_S
         return None

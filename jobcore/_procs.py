@@ -13,6 +13,9 @@ import signal
 #: Set in every command's environment; descendants inherit it, also those that leave the
 #: job's process group with setsid, so ``kill`` can still find them.
 MARKER_VAR = "AGENT_JOBS_JOB_ID"
+#: Set only in the environment of notify commands (see ``_events``).
+SINK_VAR = "AGENT_JOBS_EVENT_TYPE"
+SINK_VAR_PREFIX = f"{SINK_VAR}=".encode()
 
 _DEAD_STATES = frozenset({"Z", "X", "x"})
 
@@ -70,19 +73,54 @@ def _environ(pid: int) -> list[bytes]:
         return []
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any live process is in process group ``pgid``."""
-    return any(pgrp == pgid for _, pgrp in _live_pids())
+def _scan(job_id: str, pgid: int | None) -> tuple[list[int], list[int]]:
+    """(live processes carrying the job's marker, live members of process group ``pgid``).
+
+    Notify commands carry the marker too (they are given the job's id) but are not the
+    job: their environment also has ``AGENT_JOBS_EVENT_TYPE``, which no job process has.
+    """
+    marker = f"{MARKER_VAR}={job_id}".encode()
+    marked: list[int] = []
+    members: list[int] = []
+    for pid, pgrp in _live_pids():
+        env = _environ(pid)
+        if marker in env and not any(e.startswith(SINK_VAR_PREFIX) for e in env):
+            marked.append(pid)
+        if pgid is not None and pgrp == pgid:
+            members.append(pid)
+    return marked, members
+
+
+def _ours(marked: list[int], members: list[int]) -> bool:
+    """The group is the job's while a member carries its marker: a group id is free for
+    reuse only once every member is gone, so a group with one of ours in it is ours."""
+    return any(pid in marked for pid in members)
+
+
+def group_alive(job_id: str, pgid: int) -> bool:
+    """True while the job's process group has a live member."""
+    return _ours(*_scan(job_id, pgid))
 
 
 def job_processes(job_id: str, pgid: int | None) -> list[int]:
-    """Live processes of a job: its process group, plus any process carrying its marker."""
-    marker = f"{MARKER_VAR}={job_id}".encode()
-    found = []
-    for pid, pgrp in _live_pids():
-        if (pgid is not None and pgrp == pgid) or marker in _environ(pid):
-            found.append(pid)
-    return found
+    """Live processes of a job: its process group (while it is the job's), plus any
+    process carrying its marker (descendants that left the group)."""
+    marked, members = _scan(job_id, pgid)
+    if not _ours(marked, members):
+        return marked
+    return marked + [pid for pid in members if pid not in marked]
+
+
+def signal_job(job_id: str, pgid: int | None, signum: int) -> None:
+    """Signal the job's process group at once (so no member forked meanwhile escapes),
+    then every descendant that left it; a group id now used by others is left alone."""
+    marked, members = _scan(job_id, pgid)
+    if pgid is not None and _ours(marked, members):
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            pass
+    signal_all([pid for pid in marked if pid not in members], signum)
 
 
 def live_jobs() -> tuple[set[str], set[int]]:

@@ -31,10 +31,20 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _no_nul(text: str) -> None:
-    """A NUL byte cannot reach exec or the file system: refuse it here, not at launch."""
-    if "\0" in text:
-        raise ValueError(f"{text!r} contains a NUL byte")
+def _nul_at(value: Any, path: str) -> str | None:
+    """Where a NUL byte hides in ``value`` (a key or a string at any depth), or None."""
+    if isinstance(value, str):
+        return path if "\0" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\0" in str(key) or (where := _nul_at(item, where)):
+                return where or str(key)
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if where := _nul_at(item, f"{path}.{index}"):
+                return where
+    return None
 
 
 def _check_tags(tags: list[str]) -> list[str]:
@@ -103,17 +113,9 @@ class JobSpec(_Input):
     @field_validator("env")
     @classmethod
     def _env_keys(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        for key, value in (v or {}).items():
+        for key in v or {}:
             if not _ENV_KEY.fullmatch(key):
                 raise ValueError(f"bad env key {key!r}: letters, digits and '_', not starting with a digit")
-            _no_nul(value)
-        return v
-
-    @field_validator("command", "shell_wrapper", "cwd", "env_files", "notify_command", "notify_file")
-    @classmethod
-    def _no_nul_bytes(cls, v: str | list[str] | None) -> str | list[str] | None:
-        for item in [v] if isinstance(v, str) else v or []:
-            _no_nul(item)
         return v
 
     @field_validator("tags")
@@ -200,6 +202,9 @@ def _is_union_branch(part: object) -> bool:
 
 def parse(model: type[T], data: Any) -> T:
     """Validate ``data`` into ``model``, or raise ``invalid_input`` naming the field and value."""
+    # A NUL byte can reach neither exec nor the file system: refuse it in any field, here.
+    if where := _nul_at(data, ""):
+        raise invalid_input(f"{where}: contains a NUL byte", field=where)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

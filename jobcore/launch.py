@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from . import _fsio
+from . import _fsio, _procs
 from .errors import JobError
 from .store import JobDir
 
@@ -118,7 +118,10 @@ def launch(jd: JobDir) -> None:
         if acked:
             return
         # No acknowledgement: make sure this supervisor can never run the job, then decide.
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it died on its own (and may be reaped already)
         cause = _cause(output, f"supervisor did not acknowledge within {ACK_TIMEOUT_S:g} s")
         _fail(jd, cause)
     finally:
@@ -130,11 +133,13 @@ def launch(jd: JobDir) -> None:
 
 
 def _fail(jd: JobDir, cause: str) -> None:
-    """Record ``launch_failed`` unless the supervisor already took the job."""
+    """Record ``launch_failed``; a command the supervisor started before it failed is killed."""
     try:
         os.close(os.open(jd.file(_fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     except FileExistsError:
-        if jd.read_state()["job"]["status"] != "created":
-            return  # it started the command before dying; readers see supervisor_lost
+        state = jd.read_state()
+        if state["job"]["status"] in _fsio.TERMINAL_STATES:
+            return  # it ran and recorded the end (exec_failed) before dying: that record stands
+        _procs.signal_job(jd.job_id, state.get("pid"), signal.SIGKILL)
     jd.write_state("failed", finished_at=_fsio.now_rfc3339(), reason=f"launch_failed: {cause}")
     raise JobError("launch_failed", f"job {jd.job_id} did not launch: {cause}", details={"job_id": jd.job_id})

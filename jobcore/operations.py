@@ -117,17 +117,6 @@ def wait_for_end(jd: JobDir, deadline: float) -> Steps[dict[str, Any]]:
             yield request
 
 
-def _signal_job(job_id: str, pgid: int | None, signum: int) -> None:
-    """Signal the job's process group (atomically, so no member forked meanwhile escapes),
-    then every descendant that left it."""
-    if pgid is not None:
-        try:
-            os.killpg(pgid, signum)
-        except ProcessLookupError:
-            pass
-    _procs.signal_all(_procs.job_processes(job_id, pgid), signum)
-
-
 def _stop_job(
     job_id: str, pgid: int | None, signum: int | None, escalate_after: float | None, deadline: float
 ) -> Steps[list[int]]:
@@ -137,7 +126,7 @@ def _stop_job(
     Returns the pids still alive.
     """
     if signum is not None:
-        _signal_job(job_id, pgid, signum)
+        _procs.signal_job(job_id, pgid, signum)
     escalate_at = None if escalate_after is None else time.monotonic() + escalate_after
     while True:
         pids = _procs.job_processes(job_id, pgid)
@@ -145,7 +134,7 @@ def _stop_job(
         if not pids or now >= deadline:
             return pids
         if escalate_at is not None and now >= escalate_at:
-            _signal_job(job_id, pgid, signal.SIGKILL)
+            _procs.signal_job(job_id, pgid, signal.SIGKILL)
             escalate_at = None
             continue
         until = deadline if escalate_at is None else min(deadline, escalate_at)
@@ -494,7 +483,7 @@ class Operations:
             jd = JobDir(self.store.root, job_id)
             try:
                 yield jd, jd.read_meta(), jd.observed_state()
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, JobError):
                 yield None
 
     def list(self, inp: ListInput) -> Steps[ListPayload]:
@@ -566,6 +555,14 @@ class Operations:
         yield
 
     def _delete_one(self, jd: JobDir, state: dict[str, Any], dry_run: bool, by_age: float | None) -> DeleteEntry:
+        """Decide, and delete, under the job's lock, so no start or restart runs meanwhile."""
+        try:
+            with jd.lock():
+                return self._delete_locked(jd, jd.read_state(), dry_run, by_age)
+        except JobError:
+            return DeleteEntry(job_id=jd.job_id, state=state["job"]["status"], action="skipped", reason="gone")
+
+    def _delete_locked(self, jd: JobDir, state: dict[str, Any], dry_run: bool, by_age: float | None) -> DeleteEntry:
         status = state["job"]["status"]
 
         def entry(action: str, reason: str) -> DeleteEntry:

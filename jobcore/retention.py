@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from . import _fsio, _procs
+from .errors import JobError
+from .store import JobDir
 from .times import finished_epoch, parse_age
 
 RETENTION_ENV = "AGENT_JOBS_RETENTION"
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def retention_seconds(value: str | None = None) -> float | None:
     """The configured age (None: clean-up off); raises ``JobError`` for a bad value."""
-    setting = (value if value is not None else os.environ.get(RETENTION_ENV, DEFAULT_RETENTION)).strip()
+    setting = (value if value is not None else os.environ.get(RETENTION_ENV) or DEFAULT_RETENTION).strip()
     if setting.lower() == "off":
         return None
     return parse_age(setting, field=RETENTION_ENV)
@@ -80,7 +82,11 @@ def _clean(root: Path, cutoff: float) -> list[str]:
     for job_id, pgid in candidates:
         if job_id in alive_markers or (pgid is not None and pgid in alive_groups):
             continue
-        shutil.rmtree(root / job_id, ignore_errors=True)
+        try:
+            with JobDir(root, job_id).lock(blocking=False):  # a job being restarted is skipped
+                shutil.rmtree(root / job_id, ignore_errors=True)
+        except (BlockingIOError, JobError):
+            continue
         if not (root / job_id).exists():
             deleted.append(job_id)
     return deleted

@@ -41,6 +41,7 @@ class JobDir:
         self.root = root
         self.job_id = job_id
         self.path = root / job_id
+        self._lock_depth = 0
 
     def file(self, name: str) -> str:
         return str(self.path / name)
@@ -57,11 +58,18 @@ class JobDir:
     def full_path(self) -> str:
         return self.file(_fsio.FULL)
 
+    def _read(self, name: str) -> dict[str, Any]:
+        try:
+            return _fsio.read_json(self.file(name))
+        except FileNotFoundError:
+            # Deleted under our feet (delete_job, the clean-up): the job is no more.
+            raise JobError("job_not_found", f"job {self.job_id} is gone", details={"job_id": self.job_id}) from None
+
     def read_meta(self) -> dict[str, Any]:
-        return _fsio.read_json(self.file(_fsio.META))
+        return self._read(_fsio.META)
 
     def read_state(self) -> dict[str, Any]:
-        return _fsio.read_json(self.file(_fsio.STATE))
+        return self._read(_fsio.STATE)
 
     def write_state(self, status: str, **fields: Any) -> dict[str, Any]:
         record = _fsio.state_record(self.job_id, status, **fields)
@@ -69,12 +77,28 @@ class JobDir:
         return record
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive lock among launchers and readers repairing state (not the supervisor)."""
-        fd = os.open(self.file(_fsio.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    def lock(self, *, blocking: bool = True) -> Iterator[None]:
+        """Exclusive lock among launchers, deleters and readers repairing state (not the
+        supervisor). Re-entrant on this object: a second flock on another descriptor of the
+        same file would wait for ourselves. Not blocking: raises ``BlockingIOError`` if held."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            fd = os.open(self.file(_fsio.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            raise JobError("job_not_found", f"job {self.job_id} is gone", details={"job_id": self.job_id}) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
         finally:
             os.close(fd)
 
@@ -97,7 +121,7 @@ class JobDir:
             "supervisor_pid": state.get("supervisor_pid"),
             "reason": "supervisor_lost",
         }
-        if pgid is not None and _procs.group_alive(pgid):
+        if pgid is not None and _procs.group_alive(self.job_id, pgid):
             if state.get("reason") == "supervisor_lost":
                 return state
             return self.write_state("running", **common)
@@ -113,7 +137,7 @@ def _supervisor_lost(jd: JobDir, state: dict[str, Any]) -> bool:
     # Lost and already recorded: only the group's end is left to notice.
     if state.get("reason") == "supervisor_lost":
         pgid = state.get("pid")
-        return pgid is None or not _procs.group_alive(pgid)
+        return pgid is None or not _procs.group_alive(jd.job_id, pgid)
     return True
 
 

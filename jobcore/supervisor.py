@@ -149,6 +149,8 @@ class Supervisor:
 
     def build_env(self) -> dict[str, str]:
         env = dict(os.environ) if self.meta.get("inherit_env", True) else {}
+        # Inherited from a server started by a notify command, it would make the job look like one.
+        env.pop(_procs.SINK_VAR, None)
         for path in self.meta.get("env_files", []):
             env.update(parse_env_file(path))
         try:
@@ -229,11 +231,7 @@ class Supervisor:
 
     def escalate(self) -> None:
         self.escalate_at = None
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _procs.signal_all(_procs.job_processes(self.job_id, self.pid), signal.SIGKILL)
+        _procs.signal_job(self.job_id, self.pid, signal.SIGKILL)
 
     def on_command_end(self, status: int) -> dict:
         self.ended = True
@@ -252,7 +250,7 @@ class Supervisor:
         return self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
 
 
-def _reap(sup: Supervisor, notifier: _events.Notifier) -> bool:
+def _reap(sup: Supervisor, notifier: _events.Notifier, on_end: Callable[[dict], None]) -> bool:
     """Reap every exited child; returns False once we have no children left."""
     while True:
         try:
@@ -262,7 +260,7 @@ def _reap(sup: Supervisor, notifier: _events.Notifier) -> bool:
         if pid == 0:
             return True
         if pid == sup.pid and not sup.ended:
-            notifier.job_finished(sup.on_command_end(status))
+            on_end(sup.on_command_end(status))
         else:
             notifier.child_exited(pid, status)  # else a reaped orphan of the job
 
@@ -293,9 +291,14 @@ def main(job_dir: str) -> int:
     state = sup.spawn()
     _acknowledge()
     notifier = _events.Notifier(job_dir, sup.meta, sup.env)
-    if sup.ended:
+
+    def on_end(state: dict) -> None:
+        # Waiters first: the end is recorded, so wake them before any sink can take time.
         os.close(wake_fd)
         notifier.job_finished(state)
+
+    if sup.ended:
+        on_end(state)
 
     full_fd = os.open(os.path.join(job_dir, _fsio.FULL), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     followers = [
@@ -328,10 +331,7 @@ def main(job_dir: str) -> int:
                 signums = b""
             if signal.SIGUSR1 in signums:
                 sup.on_kill_request()
-        was_ended = sup.ended
-        has_children = _reap(sup, notifier)
-        if sup.ended and not was_ended:
-            os.close(wake_fd)
+        has_children = _reap(sup, notifier, on_end)
         moved = [f.pump() for f in followers]
         if max(moved) >= _PUMP_BUDGET:
             follow_s = 0.0  # behind: copy on after a look at signals

@@ -8,6 +8,7 @@ step in a worker thread and waits in the event loop, so an async wait never bloc
 
 from __future__ import annotations
 
+import errno
 import select
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -16,7 +17,24 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from .errors import JobError
+
 T = TypeVar("T")
+
+#: poll() takes a 32-bit count of milliseconds; any longer wait is a wait "for ever".
+_LONGEST_POLL_S = 24 * 86400
+_RETRYABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EBUSY, errno.EMFILE, errno.ENFILE})
+
+
+def _io_error(exc: OSError) -> JobError:
+    """Disk full, permissions and the like, as the contract's ``io_error``."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return JobError(
+        "io_error",
+        f"{exc.strerror or exc}{where}",
+        retryable=exc.errno in _RETRYABLE_ERRNOS,
+        details={"errno": errno.errorcode.get(exc.errno or 0, str(exc.errno))},
+    )
 
 
 @dataclass
@@ -37,10 +55,13 @@ def drive_sync(steps: Steps[T]) -> T:
             poller = select.poll()
             for fd in request.fds:
                 poller.register(fd, select.POLLIN)
-            poller.poll(None if request.timeout is None else max(0, request.timeout) * 1000)
+            timeout = _LONGEST_POLL_S if request.timeout is None else min(max(0, request.timeout), _LONGEST_POLL_S)
+            poller.poll(timeout * 1000)
             request = steps.send(None)
     except StopIteration as done:
         return done.value
+    except OSError as exc:
+        raise _io_error(exc) from exc
     finally:
         steps.close()
 
@@ -64,6 +85,8 @@ def _advance(steps: Steps[T]) -> tuple[WaitFor | None, T | None]:
         return steps.send(None), None
     except StopIteration as done:
         return None, done.value
+    except OSError as exc:
+        raise _io_error(exc) from exc
 
 
 async def drive_async(steps: Steps[T]) -> T:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import wait_exit
 
@@ -75,10 +77,16 @@ def test_hanging_or_failing_sinks_never_change_or_delay_the_end(jobs: Jobs) -> N
     assert (hanging.state, hanging.exit_code) == ("exited", 0)  # recorded while the sink still runs
     job_dir = jobs.store.root / hanging.job_id
     assert json.loads((job_dir / "completion_event.json").read_text())["delivery_results"] == []
-    jobs.kill(job_id=hanging.job_id)  # the sink carries the job's id: kill ends it too
+    # The sink is not the job: kill finds nothing of the job alive and leaves the sink be.
+    assert jobs.kill(job_id=hanging.job_id).signal is None
+    assert jobs.delete(job_id=hanging.job_id, dry_run=True).jobs[0].action == "would_delete"
+    supervisor = psutil.Process(json.loads((job_dir / "state.json").read_text())["supervisor_pid"])
+    (sink,) = supervisor.children()
+    assert sink.cmdline()[-1] == "sleep 600"
+    os.killpg(sink.pid, signal.SIGTERM)  # the sink runs in a session of its own
     settled(jobs, hanging.job_id)
     result = json.loads((job_dir / "completion_event.json").read_text())["delivery_results"]
-    assert [(r["sink"], r["ok"]) for r in result] == [("command", False)]
+    assert [(r["sink"], r["ok"], r["error"]) for r in result] == [("command", False, "killed by signal 15")]
     assert jobs.snapshot(job_id=hanging.job_id).state == "exited"
 
     failing = jobs.run(command="true", notify_command="echo nope >&2; exit 9", notify_file="/no/such/dir/x")
@@ -239,3 +247,39 @@ def test_launches_run_the_clean_up(jobs: Jobs, monkeypatch: pytest.MonkeyPatch) 
     (jobs.store.root / ".retention.stamp").unlink(missing_ok=True)
     fresh = jobs.run(command="true").job_id
     assert jobs.store.job_ids() == [fresh]
+
+
+def test_kill_and_its_escalation_spare_the_notify_command(jobs: Jobs, tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    started = jobs.run(
+        command="sleep 30", kill_after=0.1, notify_command=f"sleep 0.5; echo ok > {done}", wait_seconds=0
+    )
+    assert jobs.kill(job_id=started.job_id, wait_seconds=10).state == "killed"
+    job_dir = settled(jobs, started.job_id)
+    assert done.read_text() == "ok\n"
+    results = json.loads((job_dir / "completion_event.json").read_text())["delivery_results"]
+    assert [(r["sink"], r["ok"]) for r in results] == [("command", True)]
+
+
+def test_a_notify_file_nobody_reads_does_not_hold_the_end_back(jobs: Jobs, tmp_path: Path) -> None:
+    fifo = tmp_path / "nobody-reads"
+    os.mkfifo(fifo)
+    result = jobs.run(command="echo hi", notify_file=str(fifo), wait_seconds=10)
+    assert result.state == "exited" and result.waited_ms < 10_000  # woken by the end, not the deadline
+    job_dir = settled(jobs, result.job_id)
+    (delivery,) = json.loads((job_dir / "completion_event.json").read_text())["delivery_results"]
+    assert (delivery["sink"], delivery["ok"]) == ("file", False)
+
+
+def test_last_matched_line_is_capped_in_snapshots(jobs: Jobs) -> None:
+    result = jobs.run(command="printf 'hit%.0s' $(seq 1 5000); echo", on_output_match={"pattern": "hit"})
+    settled(jobs, result.job_id)
+    events = jobs.snapshot(job_id=result.job_id).events
+    assert events.matched == 1 and events.last_line == "hit" * 1365 + "h"
+
+
+def test_an_empty_retention_variable_means_the_default(jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_JOBS_RETENTION", "")
+    stale = jobs.run(command="true").job_id
+    _age(jobs, stale, "2025-01-01T00:00:00.000Z")  # older than the default 30d
+    assert auto_clean(jobs.store.root, force=True) == [stale]

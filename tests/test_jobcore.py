@@ -266,6 +266,9 @@ def test_tail_lines_counts_a_last_line_without_newline(jobs: Jobs) -> None:
         ("run", {"command": "true", "tags": ["a..b"]}, "invalid_input", "a..b"),
         ("run", {"command": "echo a\0b"}, "invalid_input", "NUL"),
         ("run", {"command": "true", "env": {"K": "v\0"}}, "invalid_input", "NUL"),
+        ("run", {"command": "true", "on_output_match": {"pattern": "x", "notify_file": "a\0"}}, "invalid_input", "NUL"),
+        ("list", {"cwd": "/tmp\0"}, "invalid_input", "NUL"),
+        ("run", {"command": "true", "stdin_file": "/etc/hostname\0"}, "invalid_input", "NUL"),
         ("snapshot", {"job_id": "../x"}, "invalid_input", "'../x'"),
         ("snapshot", {"job_id": "ABC"}, "invalid_input", "'ABC'"),
         ("snapshot", {"job_id": ""}, "invalid_input", "''"),
@@ -450,3 +453,43 @@ def test_a_supervisor_that_dies_before_acknowledging_fails_the_launch(root: Path
     assert state["job"]["status"] == "failed"
     assert state["reason"].startswith("launch_failed: ")
     assert os.path.getsize(root / job_id / "stdout.log") == 0
+
+
+def test_kill_never_touches_a_process_group_id_now_used_by_others(root: Path, jobs: Jobs) -> None:
+    job_id = jobs.run(command="true").job_id
+    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        path = root / job_id / "state.json"
+        state = json.loads(path.read_text())
+        state["pid"] = stranger.pid  # as if the job's group id had been recycled
+        path.write_text(json.dumps(state))
+        assert jobs.kill(job_id=job_id, signal="SIGKILL").signal is None
+        assert jobs.delete(job_id=job_id, dry_run=True).jobs[0].action == "would_delete"
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_delete_and_start_racing_never_fail_inside(root: Path, jobs: Jobs) -> None:
+    import threading
+
+    for _ in range(5):
+        job_id = jobs.create(command="sleep 30").job_id
+        outcomes: dict[str, str] = {}
+
+        def start(job_id: str = job_id, outcomes: dict[str, str] = outcomes) -> None:
+            try:
+                outcomes["start"] = Jobs(root).start(job_id=job_id, wait_seconds=0).state
+            except JobError as e:
+                outcomes["start"] = e.code
+
+        thread = threading.Thread(target=start)
+        thread.start()
+        deleted = jobs.delete(job_id=job_id).jobs[0]
+        thread.join()
+        if deleted.action == "deleted":
+            assert outcomes["start"] == "job_not_found"
+        else:
+            assert (deleted.reason, outcomes["start"]) == ("running", "running")
+            jobs.kill(job_id=job_id, signal="SIGKILL")
