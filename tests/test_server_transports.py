@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import Fifo
+from helpers import Fifo, wait_exit
 from jsonschema import Draft202012Validator
 from mcp import Client
 from mcp.client.sse import sse_client
@@ -251,3 +251,45 @@ async def test_closing_the_connection_during_a_wait_leaves_the_job_running(conne
     # client and server are both gone now
     assert Jobs(job_root).snapshot(job_id=run["job_id"]).state == "running"
     Jobs(job_root).kill(job_id=run["job_id"], signal="SIGKILL")
+
+
+async def test_tags_events_and_retention_tools_over_stdio(connect, tmp_path: Path):
+    """Issue 4 through the server: tags, tag_job, an output trigger, a completion sink, delete_job."""
+    sink = tmp_path / "finished.ndjson"
+    async with connect("stdio") as s:
+        ran = await s.ok(
+            "run_job",
+            {
+                "command": "echo 'ERROR one'; echo fine; echo 'ERROR two'",
+                "tags": ["ci", "project.build"],
+                "notify_file": str(sink),
+                "on_output_match": {"pattern": "^ERROR", "match_type": "regex"},
+            },
+        )
+        assert (ran["state"], ran["tags"]) == ("exited", ["ci", "project.build"])
+        other = await s.ok("create_job", {"command": "true", "tags": ["project"]})
+        listed = await s.ok("list_jobs", {"all": True, "tags": ["project.*", "ci"]})
+        assert [j["job_id"] for j in listed["jobs"]] == [ran["job_id"]]
+        tagged = await s.ok("tag_job", {"job_id": other["job_id"], "tags": ["ci", "project.x"]})
+        assert (tagged["type"], tagged["tags"]) == ("tag", ["ci", "project.x"])
+        listed = await s.ok("list_jobs", {"all": True, "tags": ["project.*", "ci"]})
+        assert [j["job_id"] for j in listed["jobs"]] == [other["job_id"], ran["job_id"]]
+
+        bad, is_error = await s.call(
+            "run_job", {"command": "true", "on_output_match": {"pattern": "(", "match_type": "regex"}}
+        )
+        assert is_error and bad["error"]["code"] == "invalid_input"
+
+        supervisor = json.loads((Path(ran["stdout_log_path"]).parent / "state.json").read_text())["supervisor_pid"]
+        wait_exit(supervisor)  # every delivery done
+        events = (await s.ok("snapshot", {"job_id": ran["job_id"]}))["events"]
+        assert events == {"matched": 2, "last_line": "ERROR two"}
+        (finished,) = [json.loads(line) for line in sink.read_text().splitlines()]
+        assert (finished["event_type"], finished["job_id"], finished["exit_code"]) == ("job.finished", ran["job_id"], 0)
+
+        dry = await s.ok("delete_job", {"job_id": ran["job_id"], "dry_run": True})
+        assert (dry["deleted"], dry["jobs"][0]["action"]) == (0, "would_delete")
+        gone = await s.ok("delete_job", {"job_id": ran["job_id"]})
+        assert gone["deleted"] == 1
+        missing, is_error = await s.call("snapshot", {"job_id": ran["job_id"]})
+        assert is_error and missing["error"]["code"] == "job_not_found"
