@@ -101,8 +101,9 @@ class Notifier:
 
     # --- job.finished -------------------------------------------------------------------
 
-    def job_finished(self, state: dict) -> None:
-        """Build the ``job.finished`` event from the end just recorded, and deliver it."""
+    def record_finished(self, state: dict) -> dict:
+        """Build the ``job.finished`` event from the end just recorded and write it to
+        ``completion_event.json``: a fast local write, done before waiters are woken."""
         event = self._base_event("job.finished")
         event.update(
             state=state["job"]["status"],
@@ -118,8 +119,12 @@ class Notifier:
             if value is not None:
                 event[key] = value
         event["delivery_results"] = []
+        _fsio.write_json_atomic(self._path(_fsio.COMPLETION_EVENT), event)
+        return event
+
+    def deliver_finished(self, event: dict) -> None:
+        """Deliver the event to its sinks, recording each result in ``completion_event.json``."""
         path = self._path(_fsio.COMPLETION_EVENT)
-        _fsio.write_json_atomic(path, event)
         if self.notify_file:
             error = append_line(self.notify_file, _without_results(event))
             event["delivery_results"].append(_result("file", self.notify_file, error))

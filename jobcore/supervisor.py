@@ -293,9 +293,10 @@ def main(job_dir: str) -> int:
     notifier = _events.Notifier(job_dir, sup.meta, sup.env)
 
     def on_end(state: dict) -> None:
-        # Waiters first: the end is recorded, so wake them before any sink can take time.
+        # The end and its event are on disk: wake the waiters before any sink can take time.
+        event = notifier.record_finished(state)
         os.close(wake_fd)
-        notifier.job_finished(state)
+        notifier.deliver_finished(event)
 
     if sup.ended:
         on_end(state)
