@@ -65,10 +65,12 @@ class _Pending:
 
 
 class Notifier:
-    def __init__(self, job_dir: str, meta: dict, env: dict[str, str]) -> None:
+    def __init__(self, job_dir: str, meta: dict) -> None:
         self.job_dir = job_dir
         self.meta = meta
-        self.env = env
+        #: The job's environment, which notify commands get too (set once the job is spawned).
+        self.env: dict[str, str] = {}
+        self._finished_event: dict | None = None
         self.wrapper = list(meta.get("shell_wrapper") or ["sh", "-c"])
         notification = meta.get("notification") or {}
         self.notify_command: str | None = notification.get("notify_command")
@@ -101,9 +103,9 @@ class Notifier:
 
     # --- job.finished -------------------------------------------------------------------
 
-    def record_finished(self, state: dict) -> dict:
-        """Build the ``job.finished`` event from the end just recorded and write it to
-        ``completion_event.json``: a fast local write, done before waiters are woken."""
+    def record_finished(self, state: dict) -> None:
+        """Build the ``job.finished`` event from the end about to be recorded and write it to
+        ``completion_event.json`` first: whoever sees the end in ``state.json`` finds it."""
         event = self._base_event("job.finished")
         event.update(
             state=state["job"]["status"],
@@ -120,10 +122,13 @@ class Notifier:
                 event[key] = value
         event["delivery_results"] = []
         _fsio.write_json_atomic(self._path(_fsio.COMPLETION_EVENT), event)
-        return event
+        self._finished_event = event
 
-    def deliver_finished(self, event: dict) -> None:
+    def deliver_finished(self) -> None:
         """Deliver the event to its sinks, recording each result in ``completion_event.json``."""
+        event = self._finished_event
+        if event is None:
+            return
         path = self._path(_fsio.COMPLETION_EVENT)
         if self.notify_file:
             error = append_line(self.notify_file, _without_results(event))

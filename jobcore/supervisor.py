@@ -136,16 +136,19 @@ class Supervisor:
         self.escalate_at: float | None = None
         self.kill_after_s = self.meta.get("kill_after_ms", 5000) / 1000
         self.env: dict[str, str] = {}
+        #: Called with a terminal state record just before it is written.
+        self.before_end: Callable[[dict], None] = lambda record: None
 
     def _path(self, name: str) -> str:
         return os.path.join(self.job_dir, name)
 
-    def write_state(self, status: str, **fields: object) -> dict:
+    def write_state(self, status: str, **fields: object) -> None:
         record = _fsio.state_record(
             self.job_id, status, supervisor_pid=os.getpid(), started_at=self.started_at, **fields
         )
+        if status in _fsio.TERMINAL_STATES:
+            self.before_end(record)
         _fsio.write_json_atomic(self._path(_fsio.STATE), record)
-        return record
 
     def build_env(self) -> dict[str, str]:
         env = dict(os.environ) if self.meta.get("inherit_env", True) else {}
@@ -160,9 +163,9 @@ class Supervisor:
         env[_procs.MARKER_VAR] = self.job_id
         return env
 
-    def spawn(self) -> dict:
-        """Start the command and return the state written: ``running``, or ``failed`` with
-        ``exec_failed`` when it cannot start."""
+    def spawn(self) -> None:
+        """Start the command and record it ``running``, or ``failed`` with ``exec_failed``
+        when it cannot start."""
         command = self.meta["command"]
         argv = (
             [*(self.meta.get("shell_wrapper") or ["sh", "-c"]), command] if isinstance(command, str) else list(command)
@@ -194,18 +197,19 @@ class Supervisor:
             if exc.filename is not None:
                 cause = f"{cause}: {exc.filename}"
             self.ended = True
-            return self.write_state(
+            self.write_state(
                 "failed",
                 finished_at=_fsio.now_rfc3339(),
                 duration_ms=0,
                 reason=f"exec_failed: {cause}",
             )
+            return
         for fd in fds:
             os.close(fd)
         timeout_ms = self.meta.get("timeout_ms", 0)
         if timeout_ms:
             self.timeout_at = self.spawned_mono + timeout_ms / 1000
-        return self.write_state("running", pid=self.pid)
+        self.write_state("running", pid=self.pid)
 
     def requested_kill(self) -> int | None:
         """The signal a ``kill`` call asked for (it writes ``kill.json`` before signalling)."""
@@ -233,7 +237,7 @@ class Supervisor:
         self.escalate_at = None
         _procs.signal_job(self.job_id, self.pid, signal.SIGKILL)
 
-    def on_command_end(self, status: int) -> dict:
+    def on_command_end(self, status: int) -> None:
         self.ended = True
         self.timeout_at = None
         duration_ms = int((time.monotonic() - self.spawned_mono) * 1000)
@@ -246,11 +250,12 @@ class Supervisor:
             "reason": self.reason,
         }
         if os.WIFSIGNALED(status):
-            return self.write_state("killed", signal_name=_procs.signal_name(os.WTERMSIG(status)), **fields)
-        return self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
+            self.write_state("killed", signal_name=_procs.signal_name(os.WTERMSIG(status)), **fields)
+        else:
+            self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
 
 
-def _reap(sup: Supervisor, notifier: _events.Notifier, on_end: Callable[[dict], None]) -> bool:
+def _reap(sup: Supervisor, notifier: _events.Notifier, on_end: Callable[[], None]) -> bool:
     """Reap every exited child; returns False once we have no children left."""
     while True:
         try:
@@ -260,7 +265,8 @@ def _reap(sup: Supervisor, notifier: _events.Notifier, on_end: Callable[[dict], 
         if pid == 0:
             return True
         if pid == sup.pid and not sup.ended:
-            on_end(sup.on_command_end(status))
+            sup.on_command_end(status)
+            on_end()
         else:
             notifier.child_exited(pid, status)  # else a reaped orphan of the job
 
@@ -288,18 +294,19 @@ def main(job_dir: str) -> int:
     signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
 
     sup = Supervisor(job_dir)
-    state = sup.spawn()
+    notifier = _events.Notifier(job_dir, sup.meta)
+    sup.before_end = notifier.record_finished
+    sup.spawn()
+    notifier.env = sup.env
     _acknowledge()
-    notifier = _events.Notifier(job_dir, sup.meta, sup.env)
 
-    def on_end(state: dict) -> None:
+    def on_end() -> None:
         # The end and its event are on disk: wake the waiters before any sink can take time.
-        event = notifier.record_finished(state)
         os.close(wake_fd)
-        notifier.deliver_finished(event)
+        notifier.deliver_finished()
 
     if sup.ended:
-        on_end(state)
+        on_end()
 
     full_fd = os.open(os.path.join(job_dir, _fsio.FULL), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     followers = [
