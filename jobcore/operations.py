@@ -1,4 +1,8 @@
-"""Every operation on jobs, written once as a generator of waits (see :mod:`waiting`)."""
+"""Every operation on jobs, written once as a generator of waits (see :mod:`waiting`).
+
+Operations that never wait end with a bare ``yield`` after their ``return``: it makes them
+generators like the rest, so both drivers run every operation the same way.
+"""
 
 from __future__ import annotations
 
