@@ -8,12 +8,10 @@ sink delays only the deliveries behind it and every outcome is recorded.
 
 from __future__ import annotations
 
-import json
+import _signal
 import os
-import re
-import signal
 import time
-from collections.abc import Callable
+from _collections_abc import Callable  # collections.abc without importing collections
 
 import _fsio
 
@@ -41,7 +39,7 @@ def append_line(path: str, event: dict) -> str | None:
         # O_NONBLOCK: a FIFO nobody reads is an error here, not a supervisor stuck in open().
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
         try:
-            os.write(fd, (json.dumps(event, ensure_ascii=False) + "\n").encode())
+            os.write(fd, (_fsio.dumps(event, indent=None) + "\n").encode())
         finally:
             os.close(fd)
     except OSError as exc:
@@ -78,6 +76,8 @@ class Notifier:
         self.trigger: dict | None = notification.get("on_output_match")
         self._regex = None
         if self.trigger and self.trigger.get("match_type") == "regex":
+            import re  # only for regex triggers: it costs every other launch ~3 ms
+
             self._regex = re.compile(self.trigger["pattern"])
         self.matched = 0
         self.undelivered = 0
@@ -235,7 +235,7 @@ class Notifier:
                         (os.POSIX_SPAWN_DUP2, devnull, 2),
                     ],
                     setsid=True,
-                    setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGUSR1),
+                    setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGCHLD, _signal.SIGUSR1),
                 )
             finally:
                 os.close(stdin)
@@ -286,7 +286,7 @@ class Notifier:
             if not pending.timed_out and now >= pending.deadline and pending.pid is not None:
                 pending.timed_out = True
                 try:
-                    os.killpg(pending.pid, signal.SIGKILL)
+                    os.killpg(pending.pid, _signal.SIGKILL)
                 except ProcessLookupError:
                     pass
 

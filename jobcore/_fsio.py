@@ -1,13 +1,15 @@
 """File-level helpers shared by the engine and the supervisor.
 
 Standard library only: the supervisor imports this module by file path (as ``_fsio``)
-under ``python -S``, so it must not pull in the package or anything heavy.
+under ``python -S``, so it must not pull in the package or anything heavy. That is why
+JSON goes through ``_json``, the C half of the ``json`` package: importing ``json`` itself
+brings ``re`` and ``enum`` and costs every launch ~4 ms.
 """
 
 from __future__ import annotations
 
+import _json
 import itertools
-import json
 import os
 import time
 
@@ -39,6 +41,70 @@ def now_rfc3339(epoch: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"
 
 
+class _DecoderSettings:
+    """What ``_json``'s scanner reads from a ``json.JSONDecoder``: the defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # "NaN", "Infinity", "-Infinity"
+    memo: dict = {}  # noqa: RUF012 (read by the scanner, never written here)
+
+
+_scan = _json.make_scanner(_DecoderSettings())
+_WHITESPACE = " \t\n\r"
+
+
+def loads(text: str) -> object:
+    """``json.loads`` for a whole document, on the C scanner alone."""
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    try:
+        value, end = _scan(text, start)
+    except StopIteration:
+        raise ValueError(f"no JSON value at character {start}") from None
+    if text[end:].strip(_WHITESPACE):
+        raise ValueError(f"extra data after the JSON value at character {end}")
+    return value
+
+
+def dumps(value: object, indent: int | None = 2, _level: int = 0) -> str:
+    """JSON text of dicts, lists, strings, numbers, booleans and None (non-ASCII escaped).
+
+    With ``indent``, one item a line, as ``json.dumps(indent=...)``; with None, compact.
+    """
+    if isinstance(value, str):
+        return _json.encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} has no JSON form")
+        return float.__repr__(value)
+    if isinstance(value, dict):
+        items = [f"{_json.encode_basestring_ascii(str(k))}: {dumps(v, indent, _level + 1)}" for k, v in value.items()]
+        return _join(items, "{", "}", indent, _level)
+    if isinstance(value, list | tuple):
+        return _join([dumps(v, indent, _level + 1) for v in value], "[", "]", indent, _level)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _join(items: list[str], opening: str, closing: str, indent: int | None, level: int) -> str:
+    if not items:
+        return opening + closing
+    if indent is None:
+        return opening + ", ".join(items) + closing
+    inner = "\n" + " " * (indent * (level + 1))
+    return opening + inner + ("," + inner).join(items) + "\n" + " " * (indent * level) + closing
+
+
 _tmp_serial = itertools.count()
 
 
@@ -51,9 +117,7 @@ def write_json_atomic(path: str, data: object, mode: int = 0o644) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2)
-            f.write("\n")
-            f.flush()
+            f.write(dumps(data) + "\n")
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -65,7 +129,10 @@ def write_json_atomic(path: str, data: object, mode: int = 0o644) -> None:
 
 def read_json(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        value = loads(f.read())
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return value
 
 
 def state_record(

@@ -7,8 +7,8 @@ in the table for good.
 
 from __future__ import annotations
 
+import _signal
 import os
-import signal
 
 #: Set in every command's environment; descendants inherit it, also those that leave the
 #: job's process group with setsid, so ``kill`` can still find them.
@@ -148,8 +148,16 @@ def signal_all(pids: list[int], signum: int) -> int:
     return sent
 
 
+_SIGNAL_NAMES = {
+    number: name
+    for name, number in vars(_signal).items()
+    if name.startswith("SIG")
+    and not name.startswith(("SIG_", "SIGRT"))
+    and name not in ("SIGIOT", "SIGPOLL", "SIGCLD")  # aliases of SIGABRT, SIGIO, SIGCHLD
+    and isinstance(number, int)
+}
+
+
 def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"SIG{signum}"
+    """``SIGTERM`` for 15 (without ``signal.Signals``: the enum module costs every launch)."""
+    return _SIGNAL_NAMES.get(signum, f"SIG{signum}")

@@ -13,12 +13,12 @@ root process's exit, and reap every descendant (we are their child subreaper).
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import os
 import select
-import signal
 import time
-from collections.abc import Callable
+from _collections_abc import Callable  # collections.abc without importing collections
 
 import _events
 import _fsio
@@ -33,17 +33,17 @@ _READ_CHUNK = 1 << 18
 _PUMP_BUDGET = 1 << 22
 #: A line longer than this is written to full.log in pieces, so memory stays bounded.
 _PARTIAL_LINE_CAP = 1 << 16
-_TERMINATING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
+_TERMINATING = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT})
 #: Signals whose disposition we change (or Python does); the command gets them at default.
 _RESET_SIGNALS = (
-    signal.SIGPIPE,
-    signal.SIGXFSZ,
-    signal.SIGCHLD,
-    signal.SIGUSR1,
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
+    _signal.SIGPIPE,
+    _signal.SIGXFSZ,
+    _signal.SIGCHLD,
+    _signal.SIGUSR1,
+    _signal.SIGINT,
+    _signal.SIGTERM,
+    _signal.SIGHUP,
+    _signal.SIGQUIT,
 )
 
 
@@ -217,7 +217,7 @@ class Supervisor:
             name = _fsio.read_json(self._path(_fsio.KILL_REQUEST))["signal"]
         except (OSError, ValueError, KeyError):
             return None
-        return int(getattr(signal, name, 0)) or None
+        return int(getattr(_signal, name, 0)) or None
 
     def on_kill_request(self) -> None:
         signum = self.requested_kill()
@@ -228,20 +228,20 @@ class Supervisor:
         self.timeout_at = None
         self.reason = "timeout"
         try:
-            os.killpg(self.pid, signal.SIGTERM)
+            os.killpg(self.pid, _signal.SIGTERM)
         except ProcessLookupError:
             pass
         self.escalate_at = time.monotonic() + self.kill_after_s
 
     def escalate(self) -> None:
         self.escalate_at = None
-        _procs.signal_job(self.job_id, self.pid, signal.SIGKILL)
+        _procs.signal_job(self.job_id, self.pid, _signal.SIGKILL)
 
     def on_command_end(self, status: int) -> None:
         self.ended = True
         self.timeout_at = None
         duration_ms = int((time.monotonic() - self.spawned_mono) * 1000)
-        if self.reason is None and self.requested_kill() in _TERMINATING | {signal.SIGKILL}:
+        if self.reason is None and self.requested_kill() in _TERMINATING | {_signal.SIGKILL}:
             self.reason = "killed"
         fields: dict[str, object] = {
             "pid": self.pid,
@@ -289,9 +289,9 @@ def main(job_dir: str) -> int:
     # Held open while the job runs; waiters see POLLHUP on their read end when we close it.
     wake_fd = os.open(os.path.join(job_dir, _fsio.WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK)
     sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    for signum in (signal.SIGCHLD, signal.SIGUSR1):
-        signal.signal(signum, lambda *_: None)
-    signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
+    for signum in (_signal.SIGCHLD, _signal.SIGUSR1):
+        _signal.signal(signum, lambda *_: None)
+    _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
 
     sup = Supervisor(job_dir)
     notifier = _events.Notifier(job_dir, sup.meta)
@@ -337,7 +337,7 @@ def main(job_dir: str) -> int:
                 signums = os.read(sig_r, 4096)
             except BlockingIOError:
                 signums = b""
-            if signal.SIGUSR1 in signums:
+            if _signal.SIGUSR1 in signums:
                 sup.on_kill_request()
         has_children = _reap(sup, notifier, on_end)
         moved = [f.pump() for f in followers]
