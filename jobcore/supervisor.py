@@ -171,17 +171,16 @@ class Supervisor:
             [*(self.meta.get("shell_wrapper") or ["sh", "-c"]), command] if isinstance(command, str) else list(command)
         )
         self.started_at = _fsio.now_rfc3339()
+        fds: list[int] = []
         try:
             self.env = env = self.build_env()
             os.chdir(self.meta["cwd"])
             program = find_program(argv[0], env)
             stdin_path = self._path(_fsio.STDIN) if self.meta.get("stdin_file") else os.devnull
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-            fds = [
-                os.open(stdin_path, os.O_RDONLY),
-                os.open(self._path(_fsio.STDOUT), flags, 0o644),
-                os.open(self._path(_fsio.STDERR), flags, 0o644),
-            ]
+            fds.append(os.open(stdin_path, os.O_RDONLY))
+            fds.append(os.open(self._path(_fsio.STDOUT), flags, 0o644))
+            fds.append(os.open(self._path(_fsio.STDERR), flags, 0o644))
             self.spawned_mono = time.monotonic()
             self.pid = os.posix_spawn(
                 program,
@@ -192,9 +191,9 @@ class Supervisor:
                 setsigdef=_RESET_SIGNALS,
                 setsigmask=(),
             )
-        except OSError as exc:
-            cause = exc.strerror or str(exc)
-            if exc.filename is not None:
+        except (OSError, ValueError) as exc:  # ValueError: an env file that is not UTF-8
+            cause = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+            if isinstance(exc, OSError) and exc.filename is not None:
                 cause = f"{cause}: {exc.filename}"
             self.ended = True
             self.write_state(
@@ -204,8 +203,9 @@ class Supervisor:
                 reason=f"exec_failed: {cause}",
             )
             return
-        for fd in fds:
-            os.close(fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
         timeout_ms = self.meta.get("timeout_ms", 0)
         if timeout_ms:
             self.timeout_at = self.spawned_mono + timeout_ms / 1000

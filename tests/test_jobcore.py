@@ -493,3 +493,11 @@ def test_delete_and_start_racing_never_fail_inside(root: Path, jobs: Jobs) -> No
         else:
             assert (deleted.reason, outcomes["start"]) == ("running", "running")
             jobs.kill(job_id=job_id, signal="SIGKILL")
+
+
+def test_an_env_file_that_cannot_be_read_at_start_fails_the_job(jobs: Jobs, tmp_path: Path) -> None:
+    env_file = tmp_path / "latin1.env"
+    env_file.write_bytes(b"NAME=caf\xe9\n")
+    result = jobs.run(command="true", env_files=[str(env_file)])
+    assert result.state == "failed"
+    assert result.reason.startswith("exec_failed: ") and "utf-8" in result.reason
