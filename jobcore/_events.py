@@ -13,12 +13,17 @@ import os
 import time
 from _collections_abc import Callable  # collections.abc without importing collections
 
-import _fsio
+if __package__:  # imported as jobcore._events (tests, tools)
+    from . import _fsio
+else:  # imported by the supervisor, by path, without the package
+    import _fsio
 
 COMMAND_TIME_LIMIT_S = 30.0
 #: ``snapshot`` and ``wait`` carry the last matched line: at most this many characters of it.
 LAST_LINE_CHARS = 4096
-#: Trigger events waiting for their notify command beyond this are recorded as not delivered.
+#: Trigger events waiting for their notify command beyond this are recorded at once as not
+#: delivered. Events are recorded in notification_events.ndjson as their deliveries end, so
+#: with a notify command ``seq`` (the match's number) is the order of the lines matched.
 MAX_QUEUED = 1000
 
 
@@ -155,6 +160,7 @@ class Notifier:
             self.last_line = line
             event = self._base_event("job.output.matched")
             event.update(
+                seq=self.matched,
                 pattern=pattern,
                 match_type=trigger.get("match_type", "contains"),
                 stream=stream,
@@ -166,11 +172,13 @@ class Notifier:
                 event["delivery_results"].append(_result("file", trigger["notify_file"], error))
             command = trigger.get("notify_command")
             if command and len(self._queue) >= MAX_QUEUED:
+                # Memory stays bounded: recorded now, as not delivered, ahead of the queued ones.
                 self.undelivered += 1
                 event["delivery_results"].append(
                     _result("command", command, f"not delivered: {MAX_QUEUED} deliveries already queued")
                 )
-                command = None
+                self._record_trigger_event(event)
+                continue
             self._queue.append(_Pending(event, command, self._record_trigger_event))
         self._advance_queue()
 

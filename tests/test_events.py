@@ -287,3 +287,29 @@ def test_an_empty_retention_variable_means_the_default(jobs: Jobs, monkeypatch: 
     stale = jobs.run(command="true").job_id
     _age(jobs, stale, "2025-01-01T00:00:00.000Z")  # older than the default 30d
     assert auto_clean(jobs.store.root, force=True) == [stale]
+
+
+def test_a_burst_beyond_the_queue_is_recorded_as_undelivered(jobs: Jobs, tmp_path: Path) -> None:
+    from jobcore._events import MAX_QUEUED
+
+    hold, done = Fifo(tmp_path / "hold"), tmp_path / "done"
+    burst = MAX_QUEUED + 50
+    result = jobs.run(
+        command=f"seq 1 {burst}",
+        # The first delivery holds the queue until the test releases it; the rest pass through.
+        on_output_match={
+            "pattern": "^",
+            "match_type": "regex",
+            "notify_command": f"[ -e {done} ] || {{ read x < {hold}; touch {done}; }}",
+        },
+    )
+    job_dir = jobs.store.root / result.job_id
+    events_file = job_dir / "notification_events.ndjson"
+    hold.write()
+    settled(jobs, result.job_id)
+    recorded = lines_of(events_file)
+    assert sorted(e["seq"] for e in recorded) == list(range(1, burst + 1))
+    not_delivered = [e for e in recorded if not e["delivery_results"][0]["ok"]]
+    assert len(not_delivered) == burst - MAX_QUEUED
+    assert all("not delivered" in e["delivery_results"][0]["error"] for e in not_delivered)
+    assert jobs.snapshot(job_id=result.job_id).events.undelivered == burst - MAX_QUEUED
