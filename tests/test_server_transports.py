@@ -208,22 +208,27 @@ async def test_default_wait_from_the_environment(connect):
         await s.ok("kill", {"job_id": run["job_id"], "signal": "SIGKILL"})
 
 
+async def _cancel_a_wait_in_flight(s: Session, job_id: str) -> None:
+    """Start a ``wait``, and once its first progress notification shows it waiting, cancel it
+    (the client sends notifications/cancelled)."""
+    in_flight = anyio.Event()
+
+    async def on_progress(*_: Any) -> None:
+        in_flight.set()
+
+    async def waiter() -> None:
+        await s.client.call_tool("wait", {"job_id": job_id}, progress_callback=on_progress)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await in_flight.wait()
+        tg.cancel_scope.cancel()
+
+
 async def test_cancelling_a_wait_leaves_the_job_running(connect):
     async with connect("stdio") as s:
         run = await s.ok("run_job", {"command": "exec sleep 60", "wait_seconds": 0})
-        started = anyio.Event()
-
-        async def on_progress(*_: Any) -> None:
-            started.set()
-
-        async with anyio.create_task_group() as tg:
-
-            async def waiter() -> None:
-                await s.client.call_tool("wait", {"job_id": run["job_id"]}, progress_callback=on_progress)
-
-            tg.start_soon(waiter)
-            await started.wait()
-            tg.cancel_scope.cancel()  # the client sends notifications/cancelled
+        await _cancel_a_wait_in_flight(s, run["job_id"])
         snap = await s.ok("snapshot", {"job_id": run["job_id"]})
         assert snap["state"] == "running"
         await s.ok("kill", {"job_id": run["job_id"], "signal": "SIGKILL"})
@@ -235,19 +240,7 @@ async def test_closing_the_connection_during_a_wait_leaves_the_job_running(conne
 
     async with connect(transport) as s:
         run = await s.ok("run_job", {"command": "exec sleep 60", "wait_seconds": 0})
-        in_flight = anyio.Event()
-
-        async def on_progress(*_: Any) -> None:
-            in_flight.set()
-
-        async with anyio.create_task_group() as tg:
-
-            async def waiter() -> None:
-                await s.client.call_tool("wait", {"job_id": run["job_id"]}, progress_callback=on_progress)
-
-            tg.start_soon(waiter)
-            await in_flight.wait()
-            tg.cancel_scope.cancel()
+        await _cancel_a_wait_in_flight(s, run["job_id"])
     # client and server are both gone now
     assert Jobs(job_root).snapshot(job_id=run["job_id"]).state == "running"
     Jobs(job_root).kill(job_id=run["job_id"], signal="SIGKILL")
