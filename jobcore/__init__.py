@@ -10,5 +10,6 @@ imports this package; keeping pydantic out of its start-up is why.
 from .api import AsyncJobs, Jobs
 from .errors import JobError
 from .payloads import ErrorInfo, ErrorPayload, Payload
+from .policy import Policy
 
-__all__ = ["AsyncJobs", "ErrorInfo", "ErrorPayload", "JobError", "Jobs", "Payload"]
+__all__ = ["AsyncJobs", "ErrorInfo", "ErrorPayload", "JobError", "Jobs", "Payload", "Policy"]

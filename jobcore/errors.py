@@ -12,6 +12,7 @@ ErrorCode = Literal[
     "stdin_too_large",
     "launch_failed",
     "io_error",
+    "policy_denied",
     "internal_error",
 ]
 
