@@ -32,14 +32,20 @@ from .payloads import (
     TagPayload,
     WaitPayload,
 )
+from .policy import Policy
 from .store import Store
 from .waiting import drive_async, drive_sync
 
 
 class _Base:
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, policy: Policy | None = None) -> None:
         self.store = Store(root)
-        self._ops = Operations(self.store)
+        self.policy = policy or Policy()
+        self._ops = Operations(self.store, self.policy)
+
+    def prepare(self) -> None:
+        """Make the store's root ready for use, or raise :class:`JobError` saying why it cannot be."""
+        self.store.prepare()
 
     @property
     def root(self) -> str:

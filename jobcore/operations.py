@@ -42,6 +42,7 @@ from .payloads import (
     TagPayload,
     WaitPayload,
 )
+from .policy import Policy
 from .retention import auto_clean
 from .store import JobDir, Store, new_job_id
 from .times import finished_epoch, parse_age
@@ -225,8 +226,9 @@ def _tag_matches(tags: list[str], wanted: str) -> bool:
 class Operations:
     """The engine's operations over one store; each returns a generator of waits."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, policy: Policy) -> None:
         self.store = store
+        self.policy = policy
 
     # --- defining and launching -------------------------------------------------------
 

@@ -153,6 +153,13 @@ class Store:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = resolve_root(root)
 
+    def prepare(self) -> None:
+        """Create the root if it is missing."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JobError("io_error", f"job store {self.root}: {exc.strerror or exc}") from None
+
     def job_ids(self) -> list[str]:
         """Every job directory's id; a missing root has none."""
         try:
