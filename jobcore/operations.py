@@ -63,7 +63,7 @@ _RESTART_STOP_S = 10.0
 _CREATE_ID_TRIES = 16
 #: Taken around counting running jobs and launching one, when ``max_running`` is set.
 LAUNCH_LOCK = ".launch.lock"
-DEFAULT_SHELL_WRAPPER = ["sh", "-c"]
+DEFAULT_SHELL_WRAPPER = ("sh", "-c")
 
 _Op = TypeVar("_Op", bound=Callable[..., Any])
 
@@ -287,7 +287,7 @@ def _check_definition(policy: Policy, meta: dict[str, Any]) -> None:
         policy.check_path("env_files", path)
     policy.check_command("command", meta["command"])
     # A chosen wrapper is a program the job runs too (sh -c, the default, is not checked).
-    if isinstance(meta["command"], str) and meta["shell_wrapper"] != DEFAULT_SHELL_WRAPPER:
+    if isinstance(meta["command"], str) and tuple(meta["shell_wrapper"]) != DEFAULT_SHELL_WRAPPER:
         policy.check_command("shell_wrapper", meta["shell_wrapper"])
     notification = meta.get("notification", {})
     trigger = notification.get("on_output_match", {})
@@ -350,7 +350,7 @@ class Operations:
             "timeout_ms": _ms(spec.timeout),
             "kill_after_ms": _ms(spec.kill_after),
             "tags": spec.tags,
-            "shell_wrapper": spec.shell_wrapper or DEFAULT_SHELL_WRAPPER,
+            "shell_wrapper": spec.shell_wrapper or list(DEFAULT_SHELL_WRAPPER),
         }
         if notification := _notification(spec, cwd):
             meta["notification"] = notification
@@ -471,7 +471,7 @@ class Operations:
                     launch(jd, self.policy.job_environ(os.environ))
             except JobError as exc:
                 if exc.code == "policy_denied":  # filled meanwhile by another launch: undo the create
-                    shutil.rmtree(jd.path, ignore_errors=True)
+                    jd.remove()
                 raise
         auto_clean(self.store.root)
         return (yield from self._observe("run", jd, inp, started, max_bytes, lowered))

@@ -139,7 +139,7 @@ class JobDir:
             os.close(fd)
 
     def observed_state(self) -> dict[str, Any]:
-        """``state.json``, with a lost supervisor noticed and recorded (CONTRACT §2)."""
+        """``state.json``, with a lost supervisor noticed and recorded."""
         state = self.read_state()
         if _supervisor_lost(self, state):
             with self.lock():
