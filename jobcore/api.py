@@ -1,6 +1,6 @@
 """The public engine: :class:`Jobs` (blocking) and :class:`AsyncJobs` (anyio), one code path.
 
-Each method takes the operation's inputs as keyword arguments (CONTRACT §5 names, durations
+Each method takes the operation's inputs as keyword arguments (the tools' field names, durations
 in seconds), validates them strictly and returns the payload model; a refusal raises
 :class:`~jobcore.errors.JobError`.
 """

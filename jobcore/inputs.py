@@ -1,8 +1,8 @@
-"""The inputs of every operation, validated strictly (CONTRACT §5).
+"""The inputs of every operation, validated strictly.
 
-Wrong types, unknown fields and out-of-range values are refused here, before anything
-touches the disk; :func:`parse` turns pydantic's error into an ``invalid_input`` that
-names the field and the value.
+Wrong types, unknown fields, explicit nulls and out-of-range values are refused here, before
+anything touches the disk or the store is searched; :func:`parse` turns pydantic's error into
+an ``invalid_input`` that names the field and the value (never the value of a secret field).
 """
 
 from __future__ import annotations
@@ -21,29 +21,69 @@ _TAG = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _TAG_FILTER = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?:\.\*)?")
 
 JobIdStr = Annotated[str, Field(description="Full job id or a unique prefix of 4+ characters.")]
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: Longest duration accepted (about 31 years): far beyond any real job, and small enough that
+#: every deadline computed from it stays a finite float and a representable millisecond count.
+MAX_SECONDS = 10**9
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 SIGNALS = ("SIGTERM", "SIGINT", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+DEFAULT_MAX_BYTES = 65536
+#: The most bytes of each log one call returns; a larger ``max_bytes`` is lowered to it.
+MAX_BYTES_CAP = 1 << 20
+#: Fields whose values may be secrets: an error names them but never shows their value.
+SECRET_FIELDS = frozenset({"env", "stdin"})
 
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _nul_at(value: Any, path: str) -> str | None:
-    """Where a NUL byte hides in ``value`` (a key or a string at any depth), or None."""
+def _has_lone_surrogate(text: str) -> bool:
+    """A lone UTF-16 surrogate: valid in a Python string, not encodable as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _string_problem(text: str) -> str | None:
+    if "\0" in text:
+        return "contains a NUL byte"
+    if _has_lone_surrogate(text):
+        return "contains a lone surrogate (not valid Unicode text)"
+    return None
+
+
+def _label(key: object) -> str:
+    """A key as shown in a field path: ASCII, so a message naming it can always be written out."""
+    text = str(key)
+    return text if text.isascii() and text.isprintable() else ascii(text)
+
+
+def _bad_value_at(value: Any, path: str) -> tuple[str, str] | None:
+    """The first (field path, problem) of a value nothing downstream can take, or None.
+
+    A NUL byte reaches neither exec nor the file system, a lone surrogate cannot be encoded,
+    and an explicit null is not in any tool's schema: all are refused at any depth, in keys too.
+    """
+    if value is None:
+        return path or "input", "null is not allowed; leave the field out"
     if isinstance(value, str):
-        return path if "\0" in value else None
+        problem = _string_problem(value)
+        return (path or "input", problem) if problem else None
     if isinstance(value, dict):
         for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if "\0" in str(key) or (where := _nul_at(item, where)):
-                return where or str(key)
+            where = f"{path}.{_label(key)}" if path else _label(key)
+            if isinstance(key, str) and (problem := _string_problem(key)):
+                return where, f"key {problem}"
+            if found := _bad_value_at(item, where):
+                return found
     if isinstance(value, list):
         for index, item in enumerate(value):
-            if where := _nul_at(item, f"{path}.{index}"):
-                return where
+            if found := _bad_value_at(item, f"{path}.{index}"):
+                return found
     return None
 
 
@@ -129,7 +169,9 @@ class Observation(_Input):
 
     wait_seconds: Seconds | None = Field(None, description="Longest time this call waits for the job to end.")
     tail_lines: int = Field(50, ge=0, description="Last lines of each log to return (0 = no line limit).")
-    max_bytes: int = Field(65536, ge=0, description="Most bytes of each log to return.")
+    max_bytes: int = Field(
+        DEFAULT_MAX_BYTES, ge=0, description=f"Most bytes of each log to return (at most {MAX_BYTES_CAP})."
+    )
 
 
 class RunInput(JobSpec, Observation):
@@ -146,7 +188,7 @@ class StartInput(JobRef, Observation):
 
 class SnapshotInput(JobRef):
     tail_lines: int = Field(50, ge=0, description="Last lines of each log (0 = no line limit).")
-    max_bytes: int = Field(65536, ge=0, description="Most bytes of each log.")
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=0, description=f"Most bytes of each log (at most {MAX_BYTES_CAP}).")
     stdout_offset: int | None = Field(None, ge=0, description="Read stdout from this byte offset instead of the tail.")
     stderr_offset: int | None = Field(None, ge=0, description="Read stderr from this byte offset instead of the tail.")
 
@@ -158,7 +200,8 @@ class KillInput(JobRef):
     @field_validator("signal")
     @classmethod
     def _signal(cls, v: str) -> str:
-        name = v.upper()
+        # ASCII only: str.upper() maps other letters onto ASCII ones ("\u017f".upper() == "S").
+        name = v.upper() if v.isascii() else v
         name = name if name.startswith("SIG") else "SIG" + name
         if name not in SIGNALS:
             raise ValueError(f"unsupported signal {v!r}; one of {', '.join(SIGNALS)}")
@@ -200,24 +243,30 @@ def _is_union_branch(part: object) -> bool:
     return isinstance(part, str) and (part in {"str", "int", "float", "bool"} or "[" in part)
 
 
+def _shown(loc: tuple[int | str, ...], value: Any) -> str:
+    """`` (got <value>)`` for an error message, or nothing when the value may be a secret."""
+    if not loc or loc[0] in SECRET_FIELDS:
+        return ""
+    shown = repr(value)
+    if len(shown) > 200:
+        shown = shown[:200] + "..."
+    return f" (got {shown})"
+
+
 def parse(model: type[T], data: Any) -> T:
     """Validate ``data`` into ``model``, or raise ``invalid_input`` naming the field and value."""
-    # A NUL byte can reach neither exec nor the file system: refuse it in any field, here.
-    if where := _nul_at(data, ""):
-        raise invalid_input(f"{where}: contains a NUL byte", field=where)
+    if found := _bad_value_at(data, ""):
+        where, problem = found
+        raise invalid_input(f"{where}: {problem}", field=where)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         # With unions pydantic reports one error per branch: the deepest one is the telling one.
         err = max(exc.errors(include_url=False), key=lambda e: len(e["loc"]))
-        field = ".".join(str(p) for p in err["loc"] if not _is_union_branch(p)) or "input"
-        value = err.get("input")
+        field = ".".join(_label(p) for p in err["loc"] if not _is_union_branch(p)) or "input"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         if err["type"] == "missing":
             raise invalid_input(f"{field}: required field is missing", field=field) from None
-        shown = repr(value)
-        if len(shown) > 200:
-            shown = shown[:200] + "..."
-        raise invalid_input(f"{field}: {msg} (got {shown})", field=field) from None
+        raise invalid_input(f"{field}: {msg}{_shown(err['loc'], err.get('input'))}", field=field) from None

@@ -17,7 +17,7 @@ import time
 
 from . import _fsio, _procs
 from .errors import JobError
-from .store import JobDir
+from .store import FILE_MODE, JobDir
 
 ACK_TIMEOUT_S = 5.0
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -91,8 +91,12 @@ def _cause(output: bytes, fallback: str) -> str:
     return lines[-1].strip() if lines else fallback
 
 
-def launch(jd: JobDir) -> None:
-    """Start the supervisor of a ``created`` job (the caller holds the job's lock)."""
+def launch(jd: JobDir, environ: dict[str, str]) -> None:
+    """Start the supervisor of a ``created`` job (the caller holds the job's lock).
+
+    ``environ`` is the environment the supervisor, and through it the job and its notify
+    commands, inherits: the server's, less what the policy keeps back (``Policy.job_environ``).
+    """
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     pidfd = None
     try:
@@ -100,7 +104,7 @@ def launch(jd: JobDir) -> None:
             pid = os.posix_spawn(
                 sys.executable,
                 [*_SUPERVISOR_ARGV, str(jd.path)],
-                dict(os.environ),
+                environ,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -135,7 +139,7 @@ def launch(jd: JobDir) -> None:
 def _fail(jd: JobDir, cause: str) -> None:
     """Record ``launch_failed``; a command the supervisor started before it failed is killed."""
     try:
-        os.close(os.open(jd.file(_fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        os.close(os.open(jd.file(_fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
     except FileExistsError:
         state = jd.read_state()
         if state["job"]["status"] in _fsio.TERMINAL_STATES:

@@ -1,4 +1,4 @@
-"""Reading windows of a job's logs (the snapshot object of CONTRACT §4).
+"""Reading windows of a job's logs (the snapshot object of the payloads).
 
 A tail reads at most ``max_bytes`` from the end of the file, so its cost does not grow
 with the log; an offset read returns ``[offset, min(size, offset + max_bytes))``.
@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .inputs import DEFAULT_MAX_BYTES
 from .payloads import Snapshot
 
 
@@ -66,7 +67,7 @@ def snapshot(
     stderr_path: str,
     *,
     tail_lines: int = 50,
-    max_bytes: int = 65536,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     stdout_offset: int | None = None,
     stderr_offset: int | None = None,
 ) -> Snapshot:

@@ -6,17 +6,22 @@ generators like the rest, so both drivers run every operation the same way.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import os
 import shutil
 import signal
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _fsio, _procs, logs
 from .errors import JobError, invalid_input
 from .inputs import (
+    MAX_BYTES_CAP,
     DeleteInput,
     JobSpec,
     KillInput,
@@ -44,7 +49,7 @@ from .payloads import (
 )
 from .policy import Policy
 from .retention import auto_clean
-from .store import JobDir, Store, new_job_id
+from .store import FILE_MODE, JobDir, Store, is_running, new_job_id
 from .times import finished_epoch, parse_age
 from .waiting import Steps, WaitFor
 
@@ -56,6 +61,32 @@ DEFAULT_KILL_WAIT_S = 3.0
 LOST_RECHECK_S = 0.5
 _RESTART_STOP_S = 10.0
 _CREATE_ID_TRIES = 16
+#: Taken around counting running jobs and launching one, when ``max_running`` is set.
+LAUNCH_LOCK = ".launch.lock"
+DEFAULT_SHELL_WRAPPER = ("sh", "-c")
+
+_Op = TypeVar("_Op", bound=Callable[..., Any])
+
+
+def _operation(name: str) -> Callable[[_Op], _Op]:
+    """Refuse the operation up front on a read-only server, before its generator even starts."""
+
+    def wrap(fn: _Op) -> _Op:
+        @functools.wraps(fn)
+        def checked(self: Operations, *args: Any, **kwargs: Any) -> Any:
+            self.policy.check_operation(name)
+            return fn(self, *args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return wrap
+
+
+def _capped_max_bytes(max_bytes: int) -> tuple[int, dict[str, int] | None]:
+    """``max_bytes`` within the cap, and the payload's ``lowered_to`` when it had to be lowered."""
+    if max_bytes > MAX_BYTES_CAP:
+        return MAX_BYTES_CAP, {"max_bytes": MAX_BYTES_CAP}
+    return max_bytes, None
 
 
 def _ms(seconds: float) -> int:
@@ -157,25 +188,54 @@ def _wait_any_exit(pids: list[int], timeout: float) -> Steps[None]:
             yield WaitFor(fds, timeout)
 
 
-def _read_stdin(spec: JobSpec) -> bytes | None:
-    if spec.stdin is not None and spec.stdin_file is not None:
+def _resolve(cwd: str, path: str) -> str:
+    """A path input as an absolute path: ``~`` expanded, a relative one taken from the job's cwd."""
+    return os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
+
+
+def _open_regular_file(field: str, path: str) -> int:
+    """A read descriptor of ``path``, refused at once unless it is a regular file.
+
+    A FIFO or a device would block the read (or worse): it is seen by ``stat`` before any
+    open, and the open itself does not block (O_NONBLOCK), so a file swapped in between is
+    caught by ``fstat`` on the very descriptor that will be read.
+    """
+
+    def refuse(problem: str) -> JobError:
+        return invalid_input(f"{field}: {path!r} {problem}", field=field, path=path)
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise refuse("is not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise refuse(f"cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise refuse("is not a regular file")
+    return fd
+
+
+def _read_stdin(spec: JobSpec, stdin_file: str | None) -> bytes | None:
+    if spec.stdin is not None and stdin_file is not None:
         raise invalid_input("give stdin or stdin_file, not both", field="stdin_file")
     if spec.stdin is not None:
         data = spec.stdin.encode()
-    elif spec.stdin_file is not None:
+    elif stdin_file is not None:
+        fd = _open_regular_file("stdin_file", stdin_file)
         try:
-            if os.path.getsize(spec.stdin_file) > STDIN_MAX_BYTES:
+            if os.fstat(fd).st_size > STDIN_MAX_BYTES:
                 raise JobError(
                     "stdin_too_large",
-                    f"stdin_file {spec.stdin_file!r} is over {STDIN_MAX_BYTES} bytes",
+                    f"stdin_file {stdin_file!r} is over {STDIN_MAX_BYTES} bytes",
                     details={"field": "stdin_file", "limit": STDIN_MAX_BYTES},
                 )
-            with open(spec.stdin_file, "rb") as f:
+            with os.fdopen(os.dup(fd), "rb") as f:
                 data = f.read(STDIN_MAX_BYTES + 1)
         except OSError as exc:
-            raise invalid_input(
-                f"stdin_file: cannot read {spec.stdin_file!r}: {exc.strerror}", field="stdin_file"
-            ) from None
+            raise invalid_input(f"stdin_file: cannot read {stdin_file!r}: {exc.strerror}", field="stdin_file") from None
+        finally:
+            os.close(fd)
     else:
         return None
     if len(data) > STDIN_MAX_BYTES:
@@ -195,7 +255,7 @@ def _notification(spec: JobSpec, cwd: str) -> dict[str, Any]:
         if command is not None:
             out["notify_command"] = command
         if file is not None:
-            out["notify_file"] = os.path.join(cwd, os.path.expanduser(file))
+            out["notify_file"] = _resolve(cwd, file)
         return out
 
     notification = sinks(spec.notify_command, spec.notify_file)
@@ -216,6 +276,28 @@ def _check_cwd(cwd: str | None) -> str:
     return path
 
 
+def _check_definition(policy: Policy, meta: dict[str, Any]) -> None:
+    """Every rule of the policy a stored definition must obey: its paths and its commands.
+
+    Checked when a job is defined and again when it is launched: the definition may predate
+    the policy in force.
+    """
+    policy.check_path("cwd", meta["cwd"])
+    for path in meta.get("env_files", []):
+        policy.check_path("env_files", path)
+    policy.check_command("command", meta["command"])
+    # A chosen wrapper is a program the job runs too (sh -c, the default, is not checked).
+    if isinstance(meta["command"], str) and tuple(meta["shell_wrapper"]) != DEFAULT_SHELL_WRAPPER:
+        policy.check_command("shell_wrapper", meta["shell_wrapper"])
+    notification = meta.get("notification", {})
+    trigger = notification.get("on_output_match", {})
+    for prefix, sinks in (("", notification), ("on_output_match.", trigger)):
+        if "notify_file" in sinks:
+            policy.check_path(prefix + "notify_file", sinks["notify_file"])
+        if "notify_command" in sinks:
+            policy.check_command(prefix + "notify_command", sinks["notify_command"])
+
+
 def _tag_matches(tags: list[str], wanted: str) -> bool:
     if wanted.endswith(".*"):
         base = wanted[:-2]
@@ -232,6 +314,7 @@ class Operations:
 
     # --- defining and launching -------------------------------------------------------
 
+    @_operation("create")
     def create(self, spec: JobSpec) -> Steps[CreatePayload]:
         jd = self._create(spec)
         return self._created_payload(jd)
@@ -248,10 +331,8 @@ class Operations:
     def _create(self, spec: JobSpec) -> JobDir:
         """Validate everything first, so that a refused call creates nothing."""
         cwd = _check_cwd(spec.cwd)
-        for path in spec.env_files:
-            if not os.access(path, os.R_OK) or not os.path.isfile(path):
-                raise invalid_input(f"env_files: {path!r} is not a readable file", field="env_files")
-        stdin = _read_stdin(spec)
+        env_files = [_resolve(cwd, p) for p in spec.env_files]
+        stdin_file = None if spec.stdin_file is None else _resolve(cwd, spec.stdin_file)
         env = spec.env or {}
         meta: dict[str, Any] = {
             "job": {"id": ""},
@@ -265,29 +346,34 @@ class Operations:
             "env_vars": [f"{k}={'***' if k in spec.mask else v}" for k, v in env.items()],
             "mask": spec.mask,
             "inherit_env": spec.inherit_env,
-            "env_files": [os.path.abspath(p) for p in spec.env_files],
+            "env_files": env_files,
             "timeout_ms": _ms(spec.timeout),
             "kill_after_ms": _ms(spec.kill_after),
             "tags": spec.tags,
-            "shell_wrapper": spec.shell_wrapper or ["sh", "-c"],
+            "shell_wrapper": spec.shell_wrapper or list(DEFAULT_SHELL_WRAPPER),
         }
-        if stdin is not None:
-            meta["stdin_file"] = _fsio.STDIN
         if notification := _notification(spec, cwd):
             meta["notification"] = notification
+        _check_definition(self.policy, meta)
+        if stdin_file is not None:
+            self.policy.check_path("stdin_file", stdin_file)
+        for path in env_files:
+            os.close(_open_regular_file("env_files", path))  # read at start, by the supervisor
+        stdin = _read_stdin(spec, stdin_file)
+        if stdin is not None:
+            meta["stdin_file"] = _fsio.STDIN
         jd = self._new_dir()
         try:
             meta["job"]["id"] = jd.job_id
             if stdin is not None:
-                fd = os.open(jd.file(_fsio.STDIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(jd.file(_fsio.STDIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
                 with os.fdopen(fd, "wb") as f:
                     f.write(stdin)
             if env:
-                _fsio.write_json_atomic(jd.file(_fsio.ENV), env, mode=0o600)
-            _fsio.write_json_atomic(jd.file(_fsio.META), meta)
-            for name in (_fsio.STDOUT, _fsio.STDERR, _fsio.FULL):
-                open(jd.file(name), "wb").close()
-            os.mkfifo(jd.file(_fsio.WAKE_FIFO), 0o600)
+                _fsio.write_json_atomic(jd.file(_fsio.ENV), env, mode=FILE_MODE)
+            jd.write_meta(meta)
+            jd.empty_logs()
+            os.mkfifo(jd.file(_fsio.WAKE_FIFO), FILE_MODE)
             jd.write_state("created")
         except OSError as exc:
             shutil.rmtree(jd.path, ignore_errors=True)
@@ -295,12 +381,12 @@ class Operations:
         return jd
 
     def _new_dir(self) -> JobDir:
+        self.store.prepare()
         try:
-            self.store.root.mkdir(parents=True, exist_ok=True)
             for _ in range(_CREATE_ID_TRIES):
                 jd = JobDir(self.store.root, new_job_id())
                 try:
-                    jd.path.mkdir()
+                    jd.path.mkdir(mode=0o700)
                     return jd
                 except FileExistsError:
                     continue
@@ -308,8 +394,56 @@ class Operations:
             raise JobError("io_error", f"cannot create a job under {self.store.root}: {exc}", retryable=True) from None
         raise JobError("io_error", f"no free job id after {_CREATE_ID_TRIES} tries", retryable=True)
 
+    # --- the max_running rule -----------------------------------------------------------
+
+    def _running_count(self, besides: JobDir | None = None) -> int:
+        count = 0
+        for job_id in self.store.job_ids():
+            if besides is not None and job_id == besides.job_id:
+                continue
+            jd = JobDir(self.store.root, job_id)
+            try:
+                count += is_running(jd, jd.read_state())
+            except (OSError, ValueError, KeyError, JobError):
+                continue
+        return count
+
+    def _check_room(self, besides: JobDir | None = None) -> None:
+        """``max_running``: refuse a launch that would run more jobs than allowed (retryable)."""
+        cap = self.policy.max_running
+        if cap is not None and (running := self._running_count(besides)) >= cap:
+            raise JobError(
+                "policy_denied",
+                f"policy max_running: {running} jobs are running, the most allowed is {cap}; "
+                "try again when one has ended",
+                retryable=True,
+                details={"rule": "max_running", "max_running": cap, "running": running},
+            )
+
+    @contextlib.contextmanager
+    def _launch_slot(self, besides: JobDir | None = None) -> Iterator[None]:
+        """Hold the root's launch lock while counting running jobs and launching one, so that
+        concurrent launches cannot overshoot ``max_running``. Without that rule: no lock at all.
+
+        Taken after the job's own lock, always in that order, so two launchers cannot deadlock.
+        """
+        if self.policy.max_running is None:
+            yield
+            return
+        fd = os.open(self.store.root / LAUNCH_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._check_room(besides)
+            yield
+        finally:
+            os.close(fd)
+
+    # --- launching ----------------------------------------------------------------------
+
+    @_operation("start")
     def start(self, inp: StartInput) -> Steps[LaunchPayload]:
         started = time.monotonic()
+        max_bytes, lowered = _capped_max_bytes(inp.max_bytes)
         jd = self.store.open(inp.job_id)
         with jd.lock():
             state = jd.read_state()
@@ -319,36 +453,51 @@ class Operations:
                     f"job {jd.job_id} is {state['job']['status']}; only a created job can be started",
                     details={"job_id": jd.job_id, "state": state["job"]["status"]},
                 )
-            launch(jd)
+            _check_definition(self.policy, jd.read_meta())
+            with self._launch_slot(jd):
+                launch(jd, self.policy.job_environ(os.environ))
         auto_clean(self.store.root)
-        return (yield from self._observe("start", jd, inp, started))
+        return (yield from self._observe("start", jd, inp, started, max_bytes, lowered))
 
+    @_operation("run")
     def run(self, inp: RunInput) -> Steps[LaunchPayload]:
         started = time.monotonic()
+        max_bytes, lowered = _capped_max_bytes(inp.max_bytes)
+        self._check_room()  # a full store refuses before creating anything
         jd = self._create(inp)
         with jd.lock():
-            launch(jd)
+            try:
+                with self._launch_slot(jd):
+                    launch(jd, self.policy.job_environ(os.environ))
+            except JobError as exc:
+                if exc.code == "policy_denied":  # filled meanwhile by another launch: undo the create
+                    jd.remove()
+                raise
         auto_clean(self.store.root)
-        return (yield from self._observe("run", jd, inp, started))
+        return (yield from self._observe("run", jd, inp, started, max_bytes, lowered))
 
+    @_operation("restart")
     def restart(self, inp: StartInput) -> Steps[LaunchPayload]:
         started = time.monotonic()
+        max_bytes, lowered = _capped_max_bytes(inp.max_bytes)
         jd = self.store.open(inp.job_id)
         with jd.lock():
+            _check_definition(self.policy, jd.read_meta())
             state = jd.observed_state()
-            if state["job"]["status"] != "created":
-                yield from self._stop_all(jd, state)
-                for name in (_fsio.STDOUT, _fsio.STDERR, _fsio.FULL):
-                    open(jd.file(name), "wb").close()
-                for name in _fsio.RUN_FILES:
-                    try:
-                        os.unlink(jd.file(name))
-                    except FileNotFoundError:
-                        pass
-                jd.write_state("created")
-            launch(jd)
+            # The slot is held from before the old run is stopped: a refused restart changes nothing.
+            with self._launch_slot(jd):
+                if state["job"]["status"] != "created":
+                    yield from self._stop_all(jd, state)
+                    jd.empty_logs()
+                    for name in _fsio.RUN_FILES:
+                        try:
+                            os.unlink(jd.file(name))
+                        except FileNotFoundError:
+                            pass
+                    jd.write_state("created")
+                launch(jd, self.policy.job_environ(os.environ))
         auto_clean(self.store.root)
-        return (yield from self._observe("restart", jd, inp, started))
+        return (yield from self._observe("restart", jd, inp, started, max_bytes, lowered))
 
     def _stop_all(self, jd: JobDir, state: dict[str, Any]) -> Steps[None]:
         """End every process of the job and its supervisor, or refuse the restart."""
@@ -370,13 +519,21 @@ class Operations:
                 details={"job_id": jd.job_id, "pids": left},
             )
 
-    def _observe(self, kind: str, jd: JobDir, obs: Observation, started: float) -> Steps[LaunchPayload]:
+    def _observe(
+        self,
+        kind: str,
+        jd: JobDir,
+        obs: Observation,
+        started: float,
+        max_bytes: int,
+        lowered: dict[str, int] | None,
+    ) -> Steps[LaunchPayload]:
         wait_s = DEFAULT_LAUNCH_WAIT_S if obs.wait_seconds is None else obs.wait_seconds
         observed_from = time.monotonic()
         state = yield from wait_for_end(jd, observed_from + wait_s)
         now = time.monotonic()
         meta = jd.read_meta()
-        snap = self._snapshot(jd, obs.tail_lines, obs.max_bytes)
+        snap = self._snapshot(jd, obs.tail_lines, max_bytes)
         ended = _is_ended(state)
         return LaunchPayload(
             type=kind,  # type: ignore[arg-type]
@@ -390,6 +547,7 @@ class Operations:
             elapsed_ms=_ms(now - started),
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
+            lowered_to=lowered,
             **(_end_fields(state) if ended else {}),
         )
 
@@ -399,12 +557,14 @@ class Operations:
     def _snapshot(jd: JobDir, tail_lines: int, max_bytes: int, **offsets: int | None) -> Snapshot:
         return logs.snapshot(jd.stdout_path, jd.stderr_path, tail_lines=tail_lines, max_bytes=max_bytes, **offsets)
 
+    @_operation("snapshot")
     def snapshot(self, inp: SnapshotInput) -> Steps[SnapshotPayload]:
+        max_bytes, lowered = _capped_max_bytes(inp.max_bytes)
         jd = self.store.open(inp.job_id)
         meta = jd.read_meta()
         state = jd.observed_state()
         snap = self._snapshot(
-            jd, inp.tail_lines, inp.max_bytes, stdout_offset=inp.stdout_offset, stderr_offset=inp.stderr_offset
+            jd, inp.tail_lines, max_bytes, stdout_offset=inp.stdout_offset, stderr_offset=inp.stderr_offset
         )
         return SnapshotPayload(
             job_id=jd.job_id,
@@ -420,17 +580,20 @@ class Operations:
             full_log_path=jd.full_path,
             events=_events(jd),
             snapshot=snap,
+            lowered_to=lowered,
             **_end_fields(state),
         )
         yield
 
+    @_operation("wait")
     def wait(self, inp: StartInput) -> Steps[WaitPayload]:
+        max_bytes, lowered = _capped_max_bytes(inp.max_bytes)
         jd = self.store.open(inp.job_id)
         wait_s = DEFAULT_WAIT_S if inp.wait_seconds is None else inp.wait_seconds
         begun = time.monotonic()
         state = yield from wait_for_end(jd, begun + wait_s)
         waited_ms = _ms(time.monotonic() - begun)
-        snap = self._snapshot(jd, inp.tail_lines, inp.max_bytes)
+        snap = self._snapshot(jd, inp.tail_lines, max_bytes)
         ended = _is_ended(state)
         return WaitPayload(
             job_id=jd.job_id,
@@ -440,11 +603,13 @@ class Operations:
             events=_events(jd),
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
+            lowered_to=lowered,
             **_end_fields(state),
         )
 
     # --- signalling ---------------------------------------------------------------------
 
+    @_operation("kill")
     def kill(self, inp: KillInput) -> Steps[KillPayload]:
         jd = self.store.open(inp.job_id)
         state = jd.observed_state()
@@ -492,6 +657,7 @@ class Operations:
             except (OSError, ValueError, KeyError, JobError):
                 yield None
 
+    @_operation("list")
     def list(self, inp: ListInput) -> Steps[ListPayload]:
         scope = None if inp.all else _check_cwd(inp.cwd)
         jobs: list[tuple[tuple[str, int, str], ListEntry]] = []
@@ -538,6 +704,7 @@ class Operations:
         )
         yield
 
+    @_operation("delete")
     def delete(self, inp: DeleteInput) -> Steps[DeletePayload]:
         if (inp.job_id is None) == (inp.finished_older_than is None):
             raise invalid_input("give job_id or finished_older_than (exactly one)", field="job_id")
@@ -585,16 +752,16 @@ class Operations:
             return entry("skipped", "alive")
         if dry_run:
             return entry("would_delete", "ended" if status != "created" else "created")
-        shutil.rmtree(jd.path, ignore_errors=True)
-        if jd.path.exists():
+        if not jd.remove():
             return entry("skipped", "delete_failed")
         return entry("deleted", "ended" if status != "created" else "created")
 
+    @_operation("tag")
     def tag(self, inp: TagInput) -> Steps[TagPayload]:
         jd = self.store.open(inp.job_id)
         with jd.lock():
             meta = jd.read_meta()
             meta["tags"] = inp.tags
-            _fsio.write_json_atomic(jd.file(_fsio.META), meta)
+            jd.write_meta(meta)
         return TagPayload(job_id=jd.job_id, tags=inp.tags)
         yield

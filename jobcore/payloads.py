@@ -1,4 +1,4 @@
-"""The payloads of CONTRACT §4: what every operation returns.
+"""The payloads: what every operation returns.
 
 Optional fields are left out of the JSON, never null: dump with :meth:`Payload.to_dict`.
 """
@@ -75,6 +75,11 @@ class CreatePayload(Payload):
     full_log_path: str
 
 
+class _Lowered(_Model):
+    #: Inputs lowered to their cap (field -> the value applied); present only when one was.
+    lowered_to: dict[str, int | float] | None = None
+
+
 class _EndFields(_Model):
     exit_code: int | None = None
     signal: str | None = None
@@ -83,7 +88,7 @@ class _EndFields(_Model):
     reason: str | None = None
 
 
-class LaunchPayload(Payload, _EndFields):
+class LaunchPayload(Payload, _EndFields, _Lowered):
     """``run``, ``start`` and ``restart``: the launch, then what was observed until it ended or the deadline."""
 
     type: Literal["run", "start", "restart"]
@@ -99,7 +104,7 @@ class LaunchPayload(Payload, _EndFields):
     final_snapshot: Snapshot | None = None
 
 
-class SnapshotPayload(Payload, _EndFields):
+class SnapshotPayload(Payload, _EndFields, _Lowered):
     type: Literal["snapshot"] = "snapshot"
     job_id: str
     state: JobState
@@ -116,7 +121,7 @@ class SnapshotPayload(Payload, _EndFields):
     snapshot: Snapshot
 
 
-class WaitPayload(Payload, _EndFields):
+class WaitPayload(Payload, _EndFields, _Lowered):
     type: Literal["wait"] = "wait"
     job_id: str
     state: JobState

@@ -7,13 +7,18 @@ anything is created or changed.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import shlex
 import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import JobError
 
 #: Variables of the server's own environment that no job, supervisor or notify command inherits.
 SERVER_SECRETS = ("AGENT_JOBS_TOKEN",)
@@ -49,6 +54,14 @@ class Policy(BaseModel):
     read_only: bool = Field(False, description="Only snapshot, wait and list_jobs are served.")
     max_running: int | None = Field(None, ge=1, description="Most jobs running at once under this store.")
 
+    @field_validator("allowed_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[str]) -> list[str]:
+        for root in roots:
+            if not os.path.isabs(os.path.expanduser(root)):
+                raise ValueError(f"allowed root {root!r} is not an absolute path")
+        return roots
+
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
         """A policy file: TOML (``.toml``) or JSON (anything else). Raises ``ValueError`` naming the problem."""
@@ -75,3 +88,89 @@ class Policy(BaseModel):
     def describe(self) -> dict[str, Any]:
         """The rules in force, as shown to agents (``server_info``) and logged at start."""
         return self.model_dump()
+
+    # --- enforcement: each check raises ``policy_denied`` naming the rule and the value ------
+
+    def check_operation(self, operation: str) -> None:
+        """``read_only``: only the operations that change nothing are served."""
+        if self.read_only and operation not in READ_ONLY_OPERATIONS:
+            raise denied(
+                "read_only",
+                f"this server is read-only: {operation} is refused (only {', '.join(sorted(READ_ONLY_OPERATIONS))})",
+                operation=operation,
+            )
+
+    def check_path(self, field: str, path: str) -> None:
+        """``allowed_roots``: ``path`` (absolute), symlinks followed, lies under one of the roots."""
+        if not self.allowed_roots:
+            return
+        real = os.path.realpath(path)
+        for root in self.allowed_roots:
+            base = os.path.realpath(os.path.expanduser(root))
+            if real == base or real.startswith(base.rstrip("/") + "/"):
+                return
+        raise denied(
+            "allowed_roots",
+            f"{field}: {path!r} (resolved to {real!r}) is outside the allowed roots {self.allowed_roots}",
+            field=field,
+            value=path,
+        )
+
+    def check_command(self, field: str, command: str | list[str]) -> None:
+        """``deny_commands`` and ``allow_commands``, matched against the program and the whole command."""
+        if not (self.allow_commands or self.deny_commands):
+            return
+        names = command_names(command)
+        for pattern in self.deny_commands:
+            if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                raise denied(
+                    "deny_commands",
+                    f"{field}: {command!r} matches the denied pattern {pattern!r}",
+                    field=field,
+                    value=command,
+                    pattern=pattern,
+                )
+        if self.allow_commands and not any(
+            fnmatch.fnmatchcase(name, pattern) for name in names for pattern in self.allow_commands
+        ):
+            raise denied(
+                "allow_commands",
+                f"{field}: {command!r} matches none of the allowed patterns {self.allow_commands}",
+                field=field,
+                value=command,
+            )
+
+    def job_environ(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """``pass_env``: the part of the server's environment its jobs and notify commands inherit.
+
+        The server's secrets never pass, whatever the patterns say.
+        """
+        return {
+            name: value
+            for name, value in environ.items()
+            if name not in SERVER_SECRETS
+            and (self.pass_env is None or any(fnmatch.fnmatchcase(name, p) for p in self.pass_env))
+        }
+
+
+def denied(rule: str, message: str, **details: Any) -> JobError:
+    """A ``policy_denied`` refusal; ``details.rule`` is the policy field that refused."""
+    return JobError("policy_denied", f"policy {rule}: {message}", details={"rule": rule, **details})
+
+
+def command_names(command: str | list[str]) -> list[str]:
+    """What command patterns are matched against: the program (as given and its basename) and the
+    whole command (``shlex.join`` of an argv). For a shell string the program is its first word."""
+    if isinstance(command, list):
+        program, whole = command[0], shlex.join(command)
+    else:
+        try:
+            words = shlex.split(command)
+        except ValueError:  # unbalanced quotes: the shell will refuse it, the split must not
+            words = command.split()
+        program, whole = (words[0] if words else ""), command
+    return _unique([program, os.path.basename(program), whole])
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(item for item in items if item))

@@ -1,9 +1,12 @@
-"""Automatic clean-up of old ended jobs, run after each launch (issue 4).
+"""Automatic clean-up of old ended jobs, run after each launch.
 
 Bounded so it never slows a launch by more than a few milliseconds: at most once a
 minute per root, at most :data:`MAX_DELETIONS` jobs and :data:`BUDGET_S` of scanning a
 turn, and only by the one process holding the root's clean-up lock (others skip it).
 It never raises: a failed clean-up must not fail the launch that ran it.
+
+It touches only entries named like a job id, and decides each deletion again under the
+job's lock: a job restarted since it was picked is left alone.
 """
 
 from __future__ import annotations
@@ -11,13 +14,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
 from . import _fsio, _procs
 from .errors import JobError
-from .store import JobDir
+from .store import FILE_MODE, JobDir, Store
 from .times import finished_epoch, parse_age
 
 RETENTION_ENV = "AGENT_JOBS_RETENTION"
@@ -34,13 +36,16 @@ log = logging.getLogger(__name__)
 def retention_seconds(value: str | None = None) -> float | None:
     """The configured age (None: clean-up off); raises ``JobError`` for a bad value."""
     setting = (value if value is not None else os.environ.get(RETENTION_ENV) or DEFAULT_RETENTION).strip()
-    if setting.lower() == "off":
+    if setting.isascii() and setting.lower() == "off":
         return None
     return parse_age(setting, field=RETENTION_ENV)
 
 
-def auto_clean(root: Path, *, force: bool = False) -> list[str]:
-    """Delete ended jobs older than the retention; returns the ids deleted this turn."""
+def auto_clean(root: Path, *, force: bool = False, budget_s: float = BUDGET_S) -> list[str]:
+    """Delete ended jobs older than the retention; returns the ids deleted this turn.
+
+    ``budget_s`` bounds the scan (a test raises it to make a turn's outcome exact).
+    """
     try:
         age = retention_seconds()
         if age is None or not root.is_dir():
@@ -48,14 +53,15 @@ def auto_clean(root: Path, *, force: bool = False) -> list[str]:
         stamp = root / _STAMP
         if not force and stamp.exists() and time.time() - stamp.stat().st_mtime < INTERVAL_S:
             return []
-        fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return []  # another process is cleaning this root right now
-            stamp.touch()
-            return _clean(root, time.time() - age)
+            stamp.touch(mode=FILE_MODE)
+            cutoff = time.time() - age
+            return delete_candidates(root, candidates(root, cutoff, time.monotonic() + budget_s), cutoff)
         finally:
             os.close(fd)
     except Exception:
@@ -63,30 +69,41 @@ def auto_clean(root: Path, *, force: bool = False) -> list[str]:
         return []
 
 
-def _clean(root: Path, cutoff: float) -> list[str]:
-    deadline = time.monotonic() + BUDGET_S
-    candidates: list[tuple[str, int | None]] = []
-    for name in os.listdir(root):
-        if time.monotonic() > deadline or len(candidates) >= MAX_DELETIONS:
+def _expired(state: dict, cutoff: float) -> bool:
+    return state["job"]["status"] in _fsio.TERMINAL_STATES and finished_epoch(state) < cutoff
+
+
+def candidates(root: Path, cutoff: float, deadline: float) -> list[str]:
+    """Jobs (entries named like a job id, nothing else) that ended before ``cutoff``, as seen now."""
+    found: list[str] = []
+    for job_id in Store(root).job_ids():
+        if time.monotonic() > deadline or len(found) >= MAX_DELETIONS:
             break
         try:
-            state = _fsio.read_json(str(root / name / _fsio.STATE))
-        except (OSError, ValueError):
+            if _expired(_fsio.read_json(str(root / job_id / _fsio.STATE)), cutoff):
+                found.append(job_id)
+        except (OSError, ValueError, KeyError):
             continue
-        if state["job"]["status"] in _fsio.TERMINAL_STATES and finished_epoch(state) < cutoff:
-            candidates.append((name, state.get("pid")))
-    if not candidates:
+    return found
+
+
+def delete_candidates(root: Path, job_ids: list[str], cutoff: float) -> list[str]:
+    """Delete each job that, under its lock, is still expired and has no live process."""
+    if not job_ids:
         return []
     alive_markers, alive_groups = _procs.live_jobs()
     deleted = []
-    for job_id, pgid in candidates:
-        if job_id in alive_markers or (pgid is not None and pgid in alive_groups):
-            continue
+    for job_id in job_ids:
+        jd = JobDir(root, job_id)
         try:
-            with JobDir(root, job_id).lock(blocking=False):  # a job being restarted is skipped
-                shutil.rmtree(root / job_id, ignore_errors=True)
-        except (BlockingIOError, JobError):
+            with jd.lock(blocking=False):  # a job being started or restarted right now is skipped
+                # Picked a moment ago, perhaps restarted since: decide again on its state now.
+                state = jd.read_state()
+                pgid = state.get("pid")
+                if not _expired(state, cutoff) or job_id in alive_markers or pgid in alive_groups:
+                    continue
+                if jd.remove():
+                    deleted.append(job_id)
+        except (BlockingIOError, JobError, OSError, ValueError, KeyError):
             continue
-        if not (root / job_id).exists():
-            deleted.append(job_id)
     return deleted

@@ -1,4 +1,8 @@
-"""The job store (CONTRACT §2): the root, job ids, one directory per job, and its state."""
+"""The job store: the root, job ids, one directory per job, and its state.
+
+Everything in it is private to its owner (directories 0700, files 0600): a job's ``env`` values
+and output are nobody else's business. See ``docs/security.md``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,8 @@ from .errors import JobError, invalid_input
 _ID_INPUT = re.compile(r"[0-9a-f]{4,32}")
 _FULL_ID = re.compile(r"[0-9a-f]{32}")
 MAX_CANDIDATES = 20
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -73,8 +81,36 @@ class JobDir:
 
     def write_state(self, status: str, **fields: Any) -> dict[str, Any]:
         record = _fsio.state_record(self.job_id, status, **fields)
-        _fsio.write_json_atomic(self.file(_fsio.STATE), record)
+        _fsio.write_json_atomic(self.file(_fsio.STATE), record, mode=FILE_MODE)
         return record
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        _fsio.write_json_atomic(self.file(_fsio.META), meta, mode=FILE_MODE)
+
+    def empty_logs(self) -> None:
+        """Create the three logs empty, or empty them (a restart), each private to the owner."""
+        for name in (_fsio.STDOUT, _fsio.STDERR, _fsio.FULL):
+            fd = os.open(self.file(name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+            try:
+                os.fchmod(fd, FILE_MODE)  # a log made by an older version may be readable by others
+            finally:
+                os.close(fd)
+
+    def remove(self) -> bool:
+        """Delete the job's directory (the caller holds its lock); whether the job is gone.
+
+        The directory is first renamed away, atomically: a launcher opening the job's lock file
+        meanwhile would otherwise recreate it inside a half-deleted directory and keep it alive.
+        """
+        grave = self.root / f".deleted-{self.job_id}-{secrets.token_hex(4)}"
+        try:
+            os.rename(self.path, grave)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        shutil.rmtree(grave, ignore_errors=True)
+        return True
 
     @contextlib.contextmanager
     def lock(self, *, blocking: bool = True) -> Iterator[None]:
@@ -89,7 +125,7 @@ class JobDir:
                 self._lock_depth -= 1
             return
         try:
-            fd = os.open(self.file(_fsio.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.file(_fsio.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except FileNotFoundError:
             raise JobError("job_not_found", f"job {self.job_id} is gone", details={"job_id": self.job_id}) from None
         try:
@@ -103,7 +139,7 @@ class JobDir:
             os.close(fd)
 
     def observed_state(self) -> dict[str, Any]:
-        """``state.json``, with a lost supervisor noticed and recorded (CONTRACT §2)."""
+        """``state.json``, with a lost supervisor noticed and recorded."""
         state = self.read_state()
         if _supervisor_lost(self, state):
             with self.lock():
@@ -141,10 +177,37 @@ def _supervisor_lost(jd: JobDir, state: dict[str, Any]) -> bool:
     return True
 
 
+def is_running(jd: JobDir, state: dict[str, Any]) -> bool:
+    """Whether a job counts as running, judged without writing anything (no lock is taken):
+    recorded ``running`` and its supervisor or its process group still alive."""
+    if state["job"]["status"] != "running":
+        return False
+    spid = state.get("supervisor_pid")
+    if spid is not None and _procs.is_supervisor_of(spid, str(jd.path)):
+        return True
+    pgid = state.get("pid")
+    return pgid is not None and _procs.group_alive(jd.job_id, pgid)
+
+
 def check_job_id(job_id: object) -> str:
     if not isinstance(job_id, str) or not _ID_INPUT.fullmatch(job_id):
         raise invalid_input(f"job_id: {job_id!r} is not a job id (4 to 32 lowercase hex characters)", field="job_id")
     return job_id
+
+
+def _make_private_dirs(path: Path) -> None:
+    """``mkdir -p`` where every directory created is 0700 (``os.makedirs`` gives parents the umask's mode)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass  # made meanwhile by another process
 
 
 class Store:
@@ -154,11 +217,36 @@ class Store:
         self.root = resolve_root(root)
 
     def prepare(self) -> None:
-        """Create the root if it is missing."""
+        """Make the root ready and private, or raise ``io_error`` naming the root and the problem.
+
+        A missing root is created 0700 (missing parents too); an existing one owned by us is
+        tightened to 0700. A root we do not own, or one others may write to (they could plant
+        or swap jobs), is refused rather than repaired.
+        """
+        root = self.root
+
+        def refuse(problem: str) -> JobError:
+            return JobError("io_error", f"job store {root}: {problem}", details={"root": str(root)})
+
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            if not root.exists():
+                _make_private_dirs(root)
+            info = root.stat()
         except OSError as exc:
-            raise JobError("io_error", f"job store {self.root}: {exc.strerror or exc}") from None
+            raise refuse(f"cannot be created or used: {exc.strerror or exc}") from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise refuse("is not a directory")
+        if info.st_uid != os.geteuid():
+            raise refuse(f"is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise refuse(f"is writable by other users (mode {stat.S_IMODE(info.st_mode):04o}); make it 0700")
+        try:
+            if stat.S_IMODE(info.st_mode) != DIR_MODE:
+                os.chmod(root, DIR_MODE)
+            if not os.access(root, os.R_OK | os.W_OK | os.X_OK):
+                raise refuse("is not readable, writable and searchable by this user")
+        except OSError as exc:
+            raise refuse(f"cannot be made private: {exc.strerror or exc}") from None
 
     def job_ids(self) -> list[str]:
         """Every job directory's id; a missing root has none."""

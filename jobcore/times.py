@@ -8,7 +8,9 @@ import time
 
 from .errors import invalid_input
 
-_DURATION = re.compile(r"(\d+)([dhms])")
+#: ASCII digits only (``\d`` would read other scripts' digits, "\u0667d", as a number), and few
+#: enough of them to stay a number of seconds rather than a 5000-digit integer.
+_DURATION = re.compile(r"([0-9]{1,12})([dhms])")
 _UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -16,7 +18,8 @@ def parse_age(text: str, field: str = "finished_older_than") -> float:
     """``30d``, ``12h``, ``45m``, ``90s`` (or a sum such as ``1h30m``) in seconds."""
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise invalid_input(f"{field}: {text!r} is not an age such as 7d, 12h, 45m or 90s", field=field)
+        shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+        raise invalid_input(f"{field}: {shown} is not an age such as 7d, 12h, 45m or 90s", field=field)
     return float(sum(int(n) * _UNIT_S[u] for n, u in parts))
 
 
