@@ -158,6 +158,11 @@ POLICY_LIST_FLAGS = {
 }
 
 
+def _folder(value: str) -> str:
+    """An ``--allow-root`` folder as the policy shows it: absolute, from the server's working directory."""
+    return os.path.abspath(os.path.expanduser(value))
+
+
 def _policy(args: argparse.Namespace) -> Policy:
     """``--policy FILE``, then each policy flag given replaces that field of the file's."""
     policy = Policy()
@@ -173,7 +178,7 @@ def _policy(args: argparse.Namespace) -> Policy:
             if not value.strip():
                 raise ConfigError(f"{flag}: empty value")
         if values:
-            overrides[name] = [os.path.abspath(v) for v in values] if flag == "--allow-root" else list(values)
+            overrides[name] = [_folder(v) for v in values] if flag == "--allow-root" else list(values)
     if args.read_only:
         overrides["read_only"] = True
     if args.max_running is not None:

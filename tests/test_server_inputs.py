@@ -1,4 +1,4 @@
-"""Must show 7 and the tool listing: input errors come back as the invalid_input envelope, create nothing;
+"""Input errors come back as the invalid_input envelope, create nothing;
 every tool is described, its inputs too, read-only tools are annotated, and the schemas are sound."""
 
 from __future__ import annotations

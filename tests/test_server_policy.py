@@ -154,3 +154,12 @@ def test_a_world_writable_root_stops_the_server(transport: str, tmp_path: Path):
     root.mkdir()
     root.chmod(0o777)
     assert str(root) in _refused_at_start(transport, root, tmp_path)
+
+
+def test_allow_root_folders_are_made_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from server import config
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    cfg = config.parse(["--allow-root", "~/src", "--allow-root", "rel"], {})
+    assert cfg.policy.allowed_roots == [str(tmp_path / "home" / "src"), str(tmp_path / "rel")]
