@@ -184,28 +184,28 @@ class HttpService:
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if self._http is not None and (self._sse is None or path.rstrip("/") == HTTP_PATH):
-            await self._http(scope, receive, send)
-        else:
-            assert self._sse is not None
-            await self._sse_refusal_quiet(scope, receive, send)
-
-    async def _sse_refusal_quiet(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The SDK's SSE endpoint raises after sending its 421/403; that is a refusal, not a crash."""
-        started = False
+        status = 0
 
         async def tracking_send(message: Any) -> None:
-            nonlocal started
-            started = started or message.get("type") == "http.response.start"
+            nonlocal status
+            if message.get("type") == "http.response.start":
+                status = message.get("status", 0)
             await send(message)
 
+        path = scope.get("path", "")
         try:
-            await self._sse(scope, receive, tracking_send)  # type: ignore[misc]
+            if self._http is not None and (self._sse is None or path.rstrip("/") == HTTP_PATH):
+                await self._http(scope, receive, tracking_send)
+            else:
+                assert self._sse is not None
+                await self._sse(scope, receive, tracking_send)  # type: ignore[misc]
         except ValueError as exc:
-            if not (started and str(exc) == "Request validation failed"):
+            # The SDK's SSE endpoint raises after sending its 421/403: a refusal, not a crash.
+            if not (status and str(exc) == "Request validation failed"):
                 raise
-            log.warning("refused %s %s (Host or Origin not allowed)", scope.get("method"), scope.get("path"))
+        if 400 <= status < 500:
+            # One line per refused request (bad token, Host or Origin, unreadable body), whatever the SDK logs.
+            log.warning("refused %s %s: HTTP %d", scope.get("method"), path, status)
 
     async def serve(self) -> None:
         async with AsyncExitStack() as stack:

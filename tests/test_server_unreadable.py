@@ -152,3 +152,14 @@ def test_members_reads_the_top_level_only():
     assert members(text) == {"id": "5", "s": '"a,}{[\\""', "deep": _nested(5000), "last": '{"x": [1, 2]}'}
     assert nesting_depth(text) == 5001
     assert members("[1, 2]") == {} and members("not json") == {}
+
+
+async def test_a_refused_http_request_is_logged(http_server, caplog: pytest.LogCaptureFixture):
+    line = _call_line(1, "delete_job", f'{{"job_id": {_nested(1000)}}}')
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    async with http_server("streamable-http") as service, httpx2.AsyncClient(timeout=10) as http:
+        with caplog.at_level("WARNING", logger="agent_jobs.server"):
+            headers |= auth_headers(service)
+            reply = await http.post(service.urls["streamable-http"], content=line, headers=headers)
+    assert reply.status_code == 400
+    assert any(r.getMessage() == "refused POST /mcp: HTTP 400" for r in caplog.records)
