@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from jobcore.policy import Policy
 
 from . import tokens
@@ -185,7 +187,13 @@ def _policy(args: argparse.Namespace) -> Policy:
         if args.max_running < 1:
             raise ConfigError(f"--max-running {args.max_running}: give a number of jobs >= 1")
         overrides["max_running"] = args.max_running
-    return policy.merged(**overrides)
+    try:
+        return policy.merged(**overrides)
+    except ValidationError as exc:  # a flag's value that the Policy model refuses
+        error = exc.errors(include_url=False)[0]
+        field_name = str(error["loc"][0]) if error["loc"] else "policy"
+        flag = {v: k for k, v in POLICY_LIST_FLAGS.items()}.get(field_name, f"--{field_name.replace('_', '-')}")
+        raise ConfigError(f"{flag}: {error['msg']}") from None
 
 
 def parser() -> argparse.ArgumentParser:
