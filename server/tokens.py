@@ -3,7 +3,8 @@
 As Jupyter does: SSE and HTTP always need a token, so a local user who did not configure one
 still cannot reach a server that runs shell commands. The token lives in a 0600 file in the
 user's state folder (``$XDG_STATE_HOME/agent-jobs/token``, else ``~/.local/state/agent-jobs/token``,
-folder 0700); a file or folder that others could read or that belongs to someone else is refused.
+folder 0700, tightened if it is ours and open); a file others could read, or a file or folder that
+belongs to someone else, is refused.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def _private_folder(folder: Path) -> None:
         raise TokenFileError(f"token folder {folder}: {exc.strerror or exc}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise TokenFileError(f"token folder {folder} is not a folder")
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+        try:  # our own folder, made by someone's umask: tighten it, as the job store's root is
+            os.chmod(folder, 0o700)
+            st = os.lstat(folder)
+        except OSError as exc:
+            raise TokenFileError(f"token folder {folder}: {exc.strerror or exc}") from None
     _check_private(folder, st, "folder")
 
 

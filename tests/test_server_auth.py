@@ -88,6 +88,15 @@ def test_token_file_open_to_others_is_refused(state_home: Path):
         config.parse(["--transport", "sse"], {"XDG_STATE_HOME": str(state_home)})
 
 
+def test_an_open_token_folder_of_ours_is_tightened(state_home: Path):
+    folder = _token_file(state_home).parent
+    folder.mkdir(parents=True, mode=0o755)
+    folder.chmod(0o755)
+    cfg = config.parse(["--transport", "sse"], {"XDG_STATE_HOME": str(state_home)})
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert cfg.token == _token_file(state_home).read_text().strip()
+
+
 def test_token_path_follows_the_environment_given(tmp_path: Path):
     env = {"HOME": str(tmp_path / "home")}
     cfg = config.parse(["--transport", "streamable-http"], env)
