@@ -6,8 +6,8 @@ server only logs it at debug level: the client waits forever for its answer. :cl
 sits between the two, logs each such line and answers it: a ``tools/call`` gets an
 ``invalid_input`` tool result, any other request a JSON-RPC error, both with the request's id,
 found by scanning the line's top level without parsing what is nested below it. A notification
-gets no answer (JSON-RPC forbids one); a line without a readable id gets a parse error with a
-null id.
+or a response gets no answer (JSON-RPC forbids one); a line without a readable id gets a parse
+error with a null id.
 """
 
 from __future__ import annotations
@@ -129,8 +129,11 @@ def answer(line: str | None, parsed: dict[str, Any] | None, problem: str) -> Ses
         tool = _shallow(params_members.get("name"))
         field, value = _deepest_argument(params_members.get("arguments", "")) if tool else ("params", "")
     code = PARSE_ERROR if line is not None else INVALID_REQUEST
+    keys = parsed if parsed is not None else members(line or "")
+    if method is None and ("result" in keys or "error" in keys):
+        return None  # the client's response to a request of ours: JSON-RPC forbids a reply
     if request_id is None:
-        if method is not None and "id" not in (parsed or members(line or "")):
+        if method is not None and "id" not in keys:
             return None  # a notification: JSON-RPC forbids a reply
         reply: Any = JSONRPCError(jsonrpc="2.0", id=None, error=_error(code, problem))
     elif method == "tools/call" and isinstance(tool, str):

@@ -108,6 +108,7 @@ def test_unreadable_lines_that_are_not_tool_calls_get_json_rpc_errors(stdio: Std
     stdio.send_line("this is not JSON")
     stdio.send_line(json.dumps({"jsonrpc": "2.0", "id": 9}))  # JSON, but neither a request nor a response
     stdio.send_line(f'{{"jsonrpc": "2.0", "method": "notifications/x", "params": {_nested(400)}}}')  # no reply
+    stdio.send_line(f'{{"jsonrpc": "2.0", "id": 99, "result": {{"a": {_nested(400)}}}}}')  # a response: no reply
     stdio.send_line(json.dumps({"jsonrpc": "2.0", "id": 10, "method": "ping"}))
     replies = [stdio.receive() for _ in range(4)]
     assert [(r.get("id"), r.get("error", {}).get("code")) for r in replies] == [
@@ -118,7 +119,7 @@ def test_unreadable_lines_that_are_not_tool_calls_get_json_rpc_errors(stdio: Std
     ]
     assert "deep" in replies[0]["error"]["message"]
     assert replies[3]["result"] == {}
-    assert stdio.finish().count("unreadable message") == 4
+    assert stdio.finish().count("unreadable message") == 5
 
 
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
