@@ -1,4 +1,4 @@
-"""Who may talk to the HTTP transports (CONTRACT §6): the bearer token, the Host and Origin lists.
+"""Who may talk to the HTTP transports: the bearer token, the Host and Origin lists.
 
 The checks themselves are the SDK's: its bearer middleware (401 without a valid token) and its
 transport security middleware (421 for a Host, 403 for an Origin not on the list). This module
@@ -75,10 +75,23 @@ def allowed_hosts(cfg: Config, port: int) -> list[str]:
     return [*dict.fromkeys(hosts), *cfg.allowed_hosts]
 
 
+def allowed_origins(cfg: Config, hosts: list[str]) -> list[str]:
+    """Origin headers accepted: the server's own origins (http or https and an allowed Host), plus ``--allowed-origin``.
+
+    A page served from the very address a client reaches the server by is the server's own
+    origin, as a browser (or the MCP conformance suite) sends it; a DNS-rebinding page has a
+    foreign Host, refused before its Origin is looked at. ``name:*`` hosts give ``scheme://name:*``,
+    which the SDK reads as any port.
+    """
+    own = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+    return [*dict.fromkeys([*own, *cfg.allowed_origins])]
+
+
 def transport_security(cfg: Config, port: int) -> TransportSecuritySettings:
-    """DNS-rebinding protection, always on: Host from :func:`allowed_hosts`, Origin only if listed."""
+    """DNS-rebinding protection, always on: Host from :func:`allowed_hosts`, Origin the same hosts or listed."""
+    hosts = allowed_hosts(cfg, port)
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=allowed_hosts(cfg, port),
-        allowed_origins=list(cfg.allowed_origins),
+        allowed_hosts=hosts,
+        allowed_origins=allowed_origins(cfg, hosts),
     )

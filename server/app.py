@@ -7,19 +7,24 @@ cancelled call, a closed connection or the server's exit leaves them running.
 from __future__ import annotations
 
 import logging
+import shlex
 import socket
 import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.stdio import stdio_server
 from starlette.types import Receive, Scope, Send
 
 from jobcore import AsyncJobs
+from jobcore.policy import Policy
 
 from . import access
 from .config import Config
+from .info import build_info_tool, server_version
 from .tools import WaitPolicy, build_tools
+from .unreadable import AnsweringReader
 
 log = logging.getLogger("agent_jobs.server")
 
@@ -36,18 +41,41 @@ offset) and kill. list_jobs finds jobs again; delete_job removes old ones. Waits
 Every result is a JSON payload with ok and type; errors carry error.code and error.message."""
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def policy_summary(policy: Policy) -> str:
+    """One or two sentences on the rules in force, for the instructions an agent reads first."""
+    rules = []
+    if policy.read_only:
+        rules.append("read-only: only snapshot, wait, list_jobs and server_info are served")
+    if policy.allowed_roots:
+        rules.append("jobs run only under " + ", ".join(policy.allowed_roots))
+    if policy.allow_commands:
+        rules.append("only commands matching " + ", ".join(policy.allow_commands) + " run")
+    if policy.deny_commands:
+        rules.append("commands matching " + ", ".join(policy.deny_commands) + " are refused")
+    if policy.pass_env is not None:
+        rules.append("jobs inherit only the server variables matching " + (", ".join(policy.pass_env) or "nothing"))
+    if policy.max_running is not None:
+        rules.append(f"at most {policy.max_running} jobs run at once")
+    if not rules:
+        return "server_info shows this server's limits and policy (none set)."
+    return "This server's policy: " + "; ".join(rules) + ". Refusals are policy_denied; server_info shows the rules."
 
-    try:
-        return version("agent-jobs")
-    except PackageNotFoundError:
-        return "0.1.0"
+
+class AgentJobsServer(MCPServer):
+    """The SDK's server, with a stdio transport that answers the lines the SDK cannot read."""
+
+    async def run_stdio_async(self) -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            await self._lowlevel_server.run(
+                AnsweringReader(read_stream, write_stream),
+                write_stream,
+                self._lowlevel_server.create_initialization_options(),
+            )
 
 
-def build_server(cfg: Config, *, base_url: str | None = None) -> MCPServer:
-    """The MCPServer with the job tools; with a token, bearer auth on every HTTP route."""
-    jobs = AsyncJobs(cfg.root)
+def build_server(cfg: Config, *, jobs: AsyncJobs | None = None, base_url: str | None = None) -> MCPServer:
+    """The MCPServer with the job tools and server_info; with a token, bearer auth on every HTTP route."""
+    jobs = jobs or AsyncJobs(cfg.root, policy=cfg.policy)
     log.info("job store: %s", jobs.root)
     auth: dict[str, Any] = {}
     if cfg.token is not None:
@@ -55,20 +83,21 @@ def build_server(cfg: Config, *, base_url: str | None = None) -> MCPServer:
             "token_verifier": access.StaticTokenVerifier(cfg.token),
             "auth": access.auth_settings(base_url or f"http://{cfg.host}:{cfg.port}"),
         }
-    return MCPServer(
+    waits = WaitPolicy(cfg.default_wait_s, cfg.max_wait_s)
+    return AgentJobsServer(
         "agent-jobs",
         title="agent-jobs",
-        version=_version(),
-        instructions=INSTRUCTIONS,
-        tools=build_tools(jobs, WaitPolicy(cfg.default_wait_s, cfg.max_wait_s)),
+        version=server_version(),
+        instructions=INSTRUCTIONS + "\n" + policy_summary(cfg.policy),
+        tools=[*build_tools(jobs, waits, cfg.policy), build_info_tool(jobs.root, cfg.policy, waits)],
         log_level=cfg.log_level.upper(),  # type: ignore[arg-type]
         **auth,
     )
 
 
-async def serve_stdio(cfg: Config) -> None:
+async def serve_stdio(cfg: Config, jobs: AsyncJobs | None = None) -> None:
     """Serve one client on stdin/stdout until stdin closes."""
-    await build_server(cfg).run_stdio_async()
+    await build_server(cfg, jobs=jobs).run_stdio_async()
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -104,12 +133,12 @@ class HttpService:
     :meth:`serve` answers them until :meth:`stop`.
     """
 
-    def __init__(self, cfg: Config, sock: socket.socket | None = None) -> None:
+    def __init__(self, cfg: Config, sock: socket.socket | None = None, *, jobs: AsyncJobs | None = None) -> None:
         self.cfg = cfg
         self.sock = sock or bind(cfg.host, cfg.port)
         self.port: int = self.sock.getsockname()[1]
         self.base_url = f"http://{_url_host(cfg.host)}:{self.port}"
-        self.mcp = build_server(cfg, base_url=self.base_url)
+        self.mcp = build_server(cfg, jobs=jobs, base_url=self.base_url)
         security = access.transport_security(cfg, self.port)
         self._sse = self.mcp.sse_app(transport_security=security) if "sse" in cfg.transports else None
         self._http = (
@@ -139,29 +168,44 @@ class HttpService:
             urls["streamable-http"] = self.base_url + HTTP_PATH
         return urls
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if self._http is not None and (self._sse is None or path.rstrip("/") == HTTP_PATH):
-            await self._http(scope, receive, send)
-        else:
-            assert self._sse is not None
-            await self._sse_refusal_quiet(scope, receive, send)
+    def token_hint(self) -> list[str]:
+        """Where the token is and a client line to paste (nothing when it came from the environment)."""
+        if self.cfg.token is None:
+            return ["serving without a token (--no-auth): any local user may run commands as this user"]
+        if self.cfg.token_file is None:
+            return []
+        path = self.cfg.token_file
+        urls = self.urls
+        kind, url = ("http", urls["streamable-http"]) if "streamable-http" in urls else ("sse", urls["sse"])
+        return [
+            f"the bearer token is in {path}",
+            f"connect with: claude mcp add --transport {kind} agent-jobs {url} "
+            f'--header "Authorization: Bearer $(cat {shlex.quote(path)})"',
+        ]
 
-    async def _sse_refusal_quiet(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The SDK's SSE endpoint raises after sending its 421/403; that is a refusal, not a crash."""
-        started = False
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 0
 
         async def tracking_send(message: Any) -> None:
-            nonlocal started
-            started = started or message.get("type") == "http.response.start"
+            nonlocal status
+            if message.get("type") == "http.response.start":
+                status = message.get("status", 0)
             await send(message)
 
+        path = scope.get("path", "")
         try:
-            await self._sse(scope, receive, tracking_send)  # type: ignore[misc]
+            if self._http is not None and (self._sse is None or path.rstrip("/") == HTTP_PATH):
+                await self._http(scope, receive, tracking_send)
+            else:
+                assert self._sse is not None
+                await self._sse(scope, receive, tracking_send)  # type: ignore[misc]
         except ValueError as exc:
-            if not (started and str(exc) == "Request validation failed"):
+            # The SDK's SSE endpoint raises after sending its 421/403: a refusal, not a crash.
+            if not (status and str(exc) == "Request validation failed"):
                 raise
-            log.warning("refused %s %s (Host or Origin not allowed)", scope.get("method"), scope.get("path"))
+        if 400 <= status < 500:
+            # One line per refused request (bad token, Host or Origin, unreadable body), whatever the SDK logs.
+            log.warning("refused %s %s: HTTP %d", scope.get("method"), path, status)
 
     async def serve(self) -> None:
         async with AsyncExitStack() as stack:
@@ -170,6 +214,8 @@ class HttpService:
             for name, url in self.urls.items():
                 # Always on stderr, whatever the log level: with --port 0 it is how a client learns the port.
                 print(f"agent-jobs: serving {name} at {url}", file=sys.stderr, flush=True)
+            for line in self.token_hint():
+                print(f"agent-jobs: {line}", file=sys.stderr, flush=True)
             await self._uvicorn.serve(sockets=[self.sock])
 
     def stop(self) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+
+from jobcore import AsyncJobs, JobError
+from jobcore.policy import SERVER_SECRETS
 
 from .config import ConfigError, load, parser
 
@@ -35,7 +40,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"agent-jobs: error: {exc}", file=sys.stderr)
         return 2
+    # Read once; nothing this process starts (supervisors, jobs, notify commands) may inherit them.
+    for name in SERVER_SECRETS:
+        os.environ.pop(name, None)
+    jobs = AsyncJobs(cfg.root, policy=cfg.policy)
+    try:
+        jobs.prepare()
+    except JobError as exc:
+        print(f"agent-jobs: error: {exc.message}", file=sys.stderr)
+        return 2
     _setup_logging(cfg.log_level)
+    log.info("policy: %s", json.dumps(cfg.policy.describe(), sort_keys=True))
 
     import anyio
 
@@ -43,10 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if cfg.transports == ("stdio",):
-            anyio.run(app.serve_stdio, cfg)
+            anyio.run(app.serve_stdio, cfg, jobs)
         else:
             try:
-                service = app.HttpService(cfg)
+                service = app.HttpService(cfg, jobs=jobs)
             except OSError as exc:
                 reason = exc.strerror or exc
                 print(f"agent-jobs: error: cannot listen on {cfg.host}:{cfg.port}: {reason}", file=sys.stderr)

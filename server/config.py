@@ -11,7 +11,13 @@ import ipaddress
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from jobcore.policy import Policy
+
+from . import tokens
 
 TRANSPORTS = ("stdio", "sse", "streamable-http")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -37,12 +43,15 @@ class Config:
     port: int = DEFAULT_PORT
     root: str | None = None
     token: str | None = None
+    #: The file the token was read from (``--token-file``, or the one the server made), for the client line it logs.
+    token_file: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "info"
     #: ``AGENT_JOBS_DEFAULT_WAIT_SECONDS``; None keeps each tool's own default.
     default_wait_s: float | None = None
     max_wait_s: float = DEFAULT_MAX_WAIT_S
+    policy: Policy = field(default_factory=Policy)
 
     @property
     def http_transports(self) -> tuple[str, ...]:
@@ -108,18 +117,83 @@ def _transports(value: str) -> tuple[str, ...]:
     return names
 
 
-def _token(env: Mapping[str, str], token_file: str | None) -> str | None:
-    if token_file is not None:
+def _token(env: Mapping[str, str], args: argparse.Namespace, http: bool) -> tuple[str | None, str | None]:
+    """``(token, file)``: from ``--token-file``, else ``AGENT_JOBS_TOKEN``, else for HTTP the stored one.
+
+    SSE and HTTP always require a token unless ``--no-auth`` is given, and only on loopback.
+    """
+    if args.no_auth:
+        if args.token_file is not None:
+            raise ConfigError("--no-auth and --token-file contradict each other: give one")
+        if env.get(ENV_TOKEN, "").strip():
+            raise ConfigError(f"--no-auth: {ENV_TOKEN} is set too; unset it or drop --no-auth")
+        if http and not is_loopback(args.host):
+            raise ConfigError(
+                f"--no-auth: refusing to serve {args.host}, which is not a loopback address, without a token"
+            )
+        return None, None
+    if args.token_file is not None:
         try:
-            with open(token_file, encoding="utf-8") as fh:
+            with open(args.token_file, encoding="utf-8") as fh:
                 token = fh.read().strip()
         except OSError as exc:
-            raise ConfigError(f"--token-file {token_file}: {exc.strerror or exc}") from None
+            raise ConfigError(f"--token-file {args.token_file}: {exc.strerror or exc}") from None
         if not token:
-            raise ConfigError(f"--token-file {token_file}: the file is empty")
-        return token
+            raise ConfigError(f"--token-file {args.token_file}: the file is empty")
+        return token, args.token_file
     token = env.get(ENV_TOKEN, "").strip()
-    return token or None
+    if token or not http:
+        return token or None, None
+    path = tokens.default_path(env)
+    try:
+        return tokens.stored_token(path), str(path)
+    except tokens.TokenFileError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+#: The policy flags that take a list, and the Policy field each one replaces.
+POLICY_LIST_FLAGS = {
+    "--allow-root": "allowed_roots",
+    "--allow-command": "allow_commands",
+    "--deny-command": "deny_commands",
+    "--pass-env": "pass_env",
+}
+
+
+def _folder(value: str) -> str:
+    """An ``--allow-root`` folder as the policy shows it: absolute, from the server's working directory."""
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    """``--policy FILE``, then each policy flag given replaces that field of the file's."""
+    policy = Policy()
+    if args.policy is not None:
+        try:
+            policy = Policy.load(args.policy)
+        except ValueError as exc:
+            raise ConfigError(f"--policy {exc}") from None
+    overrides: dict[str, object] = {}
+    for flag, name in POLICY_LIST_FLAGS.items():
+        values: list[str] = getattr(args, flag[2:].replace("-", "_"))
+        for value in values:
+            if not value.strip():
+                raise ConfigError(f"{flag}: empty value")
+        if values:
+            overrides[name] = [_folder(v) for v in values] if flag == "--allow-root" else list(values)
+    if args.read_only:
+        overrides["read_only"] = True
+    if args.max_running is not None:
+        if args.max_running < 1:
+            raise ConfigError(f"--max-running {args.max_running}: give a number of jobs >= 1")
+        overrides["max_running"] = args.max_running
+    try:
+        return policy.merged(**overrides)
+    except ValidationError as exc:  # a flag's value that the Policy model refuses
+        error = exc.errors(include_url=False)[0]
+        field_name = str(error["loc"][0]) if error["loc"] else "policy"
+        flag = {v: k for k, v in POLICY_LIST_FLAGS.items()}.get(field_name, f"--{field_name.replace('_', '-')}")
+        raise ConfigError(f"{flag}: {error['msg']}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -145,6 +219,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--root", help=f"job store folder (default ${ENV_ROOT}, else the XDG data folder)")
     serve.add_argument("--token-file", help=f"file holding the bearer token (instead of ${ENV_TOKEN})")
     serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve sse/http without a token (loopback only); by default a token is required, made if none is given",
+    )
+    serve.add_argument(
         "--allowed-host",
         action="append",
         default=[],
@@ -159,6 +238,34 @@ def parser() -> argparse.ArgumentParser:
         help="accept requests carrying this Origin (e.g. http://localhost:5173, or with :* for any port); repeatable",
     )
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="stderr log level (default info)")
+    rules = serve.add_argument_group("policy", "what jobs may do; each flag replaces that field of --policy's file")
+    rules.add_argument("--policy", metavar="FILE", help="the policy: a TOML (.toml) or JSON file")
+    rules.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a job's cwd and paths must be under one of these folders; repeatable",
+    )
+    rules.add_argument(
+        "--allow-command",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only commands matching one of these globs run; repeatable",
+    )
+    rules.add_argument(
+        "--deny-command", action="append", default=[], metavar="PATTERN", help="refuse commands matching; repeatable"
+    )
+    rules.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only the server's variables matching these globs reach jobs; repeatable",
+    )
+    rules.add_argument("--read-only", action="store_true", help="serve only snapshot, wait, list_jobs and server_info")
+    rules.add_argument("--max-running", type=int, metavar="N", help="at most N jobs running at once")
     return p
 
 
@@ -170,28 +277,26 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
     _check_retention(env)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not a TCP port")
-    token = _token(env, args.token_file)
     http = any(t != "stdio" for t in transports)
-    if http and not is_loopback(args.host) and token is None:
-        raise ConfigError(
-            f"refusing to listen on {args.host}, which is not a loopback address, without a token: "
-            f"set {ENV_TOKEN} or pass --token-file"
-        )
+    policy = _policy(args)
     for entry in args.allowed_host:
         name, _, port = entry.rpartition(":")
         if not name or not (port == "*" or port.isdigit()):
             raise ConfigError(f"--allowed-host {entry!r}: give name:port or name:*")
+    token, token_file = _token(env, args, http)  # last: it may create the token file
     return Config(
         transports=transports,
         host=args.host,
         port=args.port,
         root=args.root,
         token=token,
+        token_file=token_file,
         allowed_hosts=tuple(args.allowed_host),
         allowed_origins=tuple(o.rstrip("/") for o in args.allowed_origin),
         log_level=args.log_level,
         default_wait_s=default_wait,
         max_wait_s=max_wait,
+        policy=policy,
     )
 
 

@@ -4,7 +4,7 @@ pydantic's schemas are cleaned for MCP clients and models:
 
 - titles are dropped (noise next to the field names);
 - ``X | None = None`` fields lose their ``null`` branch: a client omits them rather than sending null,
-  and a payload never carries null (optional fields are left out, CONTRACT §4);
+  and a payload never carries null (optional fields are left out);
 - in output schemas every field whose default is not None is ``required``, because ``to_dict()``
   always emits it, and defaults are dropped;
 - each output schema is ``{"type": "object", "anyOf": [<success payload>, <error envelope>]}``, so a

@@ -1,8 +1,8 @@
 """The MCP tools: one table row per tool, one :class:`JobTool` class that runs them all.
 
 Why a Tool subclass: the SDK's own tools validate the arguments against a function signature
-and answer a bad call with pydantic's text. CONTRACT §5 wants every input error, unknown fields
-and wrong types included, as the ``invalid_input`` envelope, and jobcore already validates
+and answer a bad call with pydantic's text. Every input error, unknown fields and wrong types
+included, must come back as the ``invalid_input`` envelope, and jobcore already validates
 strictly (before touching the disk). So :meth:`JobTool.run` hands the client's raw arguments
 dict straight to jobcore and turns the outcome, payload or :class:`JobError`, into the result.
 ``MCPServer(tools=[...])`` takes these objects as they are; listing, dispatch, cancellation and
@@ -29,6 +29,7 @@ from jobcore import AsyncJobs, ErrorInfo, ErrorPayload, JobError
 from jobcore import inputs as ji
 from jobcore import payloads as jp
 from jobcore.operations import DEFAULT_KILL_WAIT_S, DEFAULT_LAUNCH_WAIT_S, DEFAULT_WAIT_S
+from jobcore.policy import READ_ONLY_OPERATIONS, Policy
 
 from . import schemas
 
@@ -39,6 +40,8 @@ log = logging.getLogger("agent_jobs.tools")
 
 #: Seconds between two progress notifications while a call waits.
 PROGRESS_INTERVAL_S = 1.0
+#: Starts the description of a tool a read-only server lists but refuses, so an agent does not try it.
+READ_ONLY_PREFIX = "Refused by this server's policy (read-only). "
 
 
 @dataclass(frozen=True)
@@ -211,14 +214,14 @@ class WaitPolicy:
         return f"default {self.default_for(spec):g} s, at most {self.cap_s:g} s"
 
 
-def _result(payload: dict[str, Any], is_error: bool) -> CallToolResult:
+def result(payload: dict[str, Any], is_error: bool) -> CallToolResult:
     text = json.dumps(payload, ensure_ascii=False)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=payload, is_error=is_error)
 
 
 def error_result(code: str, message: str, *, retryable: bool = False, details: dict[str, Any] | None = None):
     envelope = ErrorPayload(error=ErrorInfo(code=code, message=message, retryable=retryable, details=details))
-    return _result(envelope.to_dict(), True)
+    return result(envelope.to_dict(), True)
 
 
 async def invoke(spec: Spec, operation: Callable[..., Awaitable[Any]], arguments: dict[str, Any]) -> CallToolResult:
@@ -231,7 +234,7 @@ async def invoke(spec: Spec, operation: Callable[..., Awaitable[Any]], arguments
     except Exception as exc:
         log.exception("%s failed unexpectedly", spec.name)
         return error_result("internal_error", f"{spec.name} failed: {type(exc).__name__}: {exc}")
-    return _result(payload.to_dict(), False)
+    return result(payload.to_dict(), False)
 
 
 async def _tick_progress(context: Context, total: float | None) -> None:
@@ -281,11 +284,14 @@ class JobTool(Tool):
         return result
 
 
-def build_tools(jobs: AsyncJobs, waits: WaitPolicy) -> list[JobTool]:
+def build_tools(jobs: AsyncJobs, waits: WaitPolicy, policy: Policy | None = None) -> list[JobTool]:
+    """Every job tool; under a read-only policy all are still listed, the refused ones saying so first."""
     tools = []
     for spec in SPECS:
         overrides = {}
         description = spec.description
+        if policy is not None and policy.read_only and spec.method not in READ_ONLY_OPERATIONS:
+            description = READ_ONLY_PREFIX + description
         if spec.wait_default_s is not None:
             bounds = waits.describe(spec)
             description = description.format(wait=bounds)

@@ -78,9 +78,19 @@ def stdio_server(job_root: Path, server_cwd: Path) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def http_server(job_root: Path) -> Callable[..., Any]:
+def state_home(tmp_path: Path) -> Path:
+    """``XDG_STATE_HOME`` for a server under test, so a token it makes never lands in the real home."""
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def http_server(job_root: Path, state_home: Path) -> Callable[..., Any]:
     """``async with http_server(transport, *flags, env={...}) as service:`` runs the HTTP service in this
-    event loop on a free loopback port (bound before serving, so clients can connect at once)."""
+    event loop on a free loopback port (bound before serving, so clients can connect at once).
+
+    Without ``AGENT_JOBS_TOKEN``, ``--token-file`` or ``--no-auth`` the service makes its own token,
+    as it does in use; ``helpers.auth_headers`` gives the header a client then needs.
+    """
     from server import config
     from server.app import HttpService
 
@@ -90,7 +100,8 @@ def http_server(job_root: Path) -> Callable[..., Any]:
     ) -> AsyncIterator[HttpService]:
         import anyio
 
-        cfg = config.parse(["--transport", transport, "--port", "0", "--root", str(job_root), *flags], env or {})
+        argv = ["--transport", transport, "--port", "0", "--root", str(job_root), *flags]
+        cfg = config.parse(argv, {"XDG_STATE_HOME": str(state_home), **(env or {})})
         service = HttpService(cfg)
         async with anyio.create_task_group() as tg:
             tg.start_soon(service.serve)

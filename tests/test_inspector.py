@@ -1,4 +1,4 @@
-"""Must show 2: the MCP Inspector CLI, an independent client, against the server over stdio and streamable HTTP.
+"""The MCP Inspector CLI, an independent client, against the server over stdio and streamable HTTP.
 
 The Inspector validates every ``structuredContent`` against the tool's outputSchema (errors included)
 and fails the call when it does not match; it silently skips a schema its Ajv cannot compile, so one
@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import CONTRACT_TOOLS
+from helpers import TOOLS
 
 REPO = Path(__file__).resolve().parent.parent
 INSPECTOR_DIR = REPO / "tests" / "inspector"
@@ -55,7 +55,7 @@ class Inspector:
 async def _scenario(inspector: Inspector) -> None:
     rc, listed, err = await inspector("tools/list")
     assert rc == 0, err
-    assert {t["name"] for t in listed["tools"]} == CONTRACT_TOOLS
+    assert {t["name"] for t in listed["tools"]} == TOOLS
     assert all("outputSchema" in t for t in listed["tools"])
 
     run = await inspector.call("run_job", {"command": "echo from-inspector; exit 2"})
@@ -97,7 +97,10 @@ async def test_inspector_over_streamable_http_with_a_token(http_server, tmp_path
 
 async def test_inspector_over_sse(http_server, tmp_path: Path):
     async with http_server("sse") as service:
-        inspector = Inspector(tmp_path, ["--transport", "sse", "--server-url", service.urls["sse"]])
+        token = service.cfg.token  # made by the server: no token was configured
+        auth = ["--header", f"Authorization: Bearer {token}"]
+        target = ["--transport", "sse", "--server-url", service.urls["sse"], *auth]
+        inspector = Inspector(tmp_path, target)
         run = await inspector.call("run_job", {"command": ["echo", "sse"]})
         assert run["final_snapshot"]["stdout_tail"] == "sse\n"
 

@@ -1,4 +1,4 @@
-"""Must show 3: the server is SIGKILLed while a wait is in flight; the job finishes regardless, and a
+"""The server is SIGKILLed while a wait is in flight; the job finishes regardless, and a
 new server on the same root reports it ``exited`` with its output."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Must show 7 and the tool listing: input errors come back as the invalid_input envelope, create nothing;
+"""Input errors come back as the invalid_input envelope, create nothing;
 every tool is described, its inputs too, read-only tools are annotated, and the schemas are sound."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CONTRACT_TOOLS
+from helpers import TOOLS
 from jsonschema import Draft202012Validator
 from mcp import Client
 
@@ -66,7 +66,7 @@ async def test_unknown_tool_is_reported(client):
 
 async def test_tool_listing(client):
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == CONTRACT_TOOLS
+    assert set(tools) == TOOLS
     for name, tool in tools.items():
         assert tool.description and 2 <= tool.description.count(". ") + 1 <= 4, name
         schema = tool.input_schema
@@ -77,7 +77,7 @@ async def test_tool_listing(client):
         assert tool.output_schema is not None and tool.output_schema["type"] == "object"
         Draft202012Validator.check_schema(tool.output_schema)
         assert tool.annotations is not None
-        assert bool(tool.annotations.read_only_hint) == (name in {"snapshot", "wait", "list_jobs"}), name
+        assert bool(tool.annotations.read_only_hint) == (name in {"snapshot", "wait", "list_jobs", "server_info"}), name
     assert tools["run_job"].input_schema["required"] == ["command"]
     assert "default 10 s, at most 55 s" in tools["run_job"].input_schema["properties"]["wait_seconds"]["description"]
     assert "default 30 s" in tools["wait"].description

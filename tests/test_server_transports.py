@@ -1,4 +1,4 @@
-"""The official SDK client against the server over stdio, SSE and streamable HTTP (issue 3, must show 1, 4, 5)."""
+"""The official SDK client against the server over stdio, SSE and streamable HTTP: jobs, waits, progress, cancels."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
-from helpers import Fifo, wait_exit
+from helpers import Fifo, auth_headers, wait_exit
 from jsonschema import Draft202012Validator
 from mcp import Client
 from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 
 TRANSPORTS = ["stdio", "sse", "streamable-http"]
 
@@ -62,9 +64,13 @@ def connect(stdio_server, http_server):
                 yield session
             return
         async with http_server(transport, *flags, env=env) as service:
-            url = service.urls[transport]
-            target = sse_client(url) if transport == "sse" else url
-            async with Client(target, mode=mode) as client:
+            url, headers = service.urls[transport], auth_headers(service)
+            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120))
+            if transport == "sse":
+                target = sse_client(url, headers=headers)
+            else:
+                target = streamable_http_client(url, http_client=http)
+            async with http, Client(target, mode=mode) as client:
                 session = Session(client)
                 await session.load_schemas()
                 yield session
@@ -136,7 +142,7 @@ async def test_errors_are_envelopes_that_match_the_output_schema(connect, transp
 
 
 async def test_two_waits_and_a_snapshot_on_one_connection(connect, tmp_path: Path):
-    """Must show 4: while two waits are in flight on the connection, a snapshot is answered."""
+    """While two waits are in flight on the connection, a snapshot is answered."""
     fifo = Fifo(tmp_path / "release")
     async with connect("stdio") as s:
         run = await s.ok("run_job", {"command": f"echo up; read x < {fifo}; echo got $x", "wait_seconds": 0})
@@ -165,7 +171,7 @@ async def test_two_waits_and_a_snapshot_on_one_connection(connect, tmp_path: Pat
 
 
 async def test_wait_sends_progress_notifications(connect):
-    """Must show 5a: a wait with a progress token gets notifications about once a second."""
+    """A wait with a progress token gets notifications about once a second."""
     seen: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -184,7 +190,7 @@ async def test_wait_sends_progress_notifications(connect):
 
 
 async def test_wait_above_the_cap_returns_at_the_cap(connect):
-    """Must show 5b: wait_seconds 999 is lowered to the cap, not refused; the job keeps running."""
+    """wait_seconds 999 is lowered to the cap, not refused; the job keeps running."""
     async with connect("stdio", env={"AGENT_JOBS_MAX_WAIT_SECONDS": "1.5"}) as s:
         run = await s.ok("run_job", {"command": "exec sleep 60", "wait_seconds": 0})
         with anyio.fail_after(10):
@@ -247,7 +253,7 @@ async def test_closing_the_connection_during_a_wait_leaves_the_job_running(conne
 
 
 async def test_tags_events_and_retention_tools_over_stdio(connect, tmp_path: Path):
-    """Issue 4 through the server: tags, tag_job, an output trigger, a completion sink, delete_job."""
+    """Through the server: tags, tag_job, an output trigger, a completion sink, delete_job."""
     sink = tmp_path / "finished.ndjson"
     async with connect("stdio") as s:
         ran = await s.ok(
