@@ -14,6 +14,7 @@ from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobcore.inputs import MAX_BYTES_CAP
 from jobcore.payloads import Payload
 from jobcore.policy import Policy
 
@@ -21,8 +22,6 @@ from . import schemas
 from .tools import SPECS, WaitPolicy, error_result, result
 
 NAME = "server_info"
-#: The most bytes of each log one snapshot or wait returns.
-MAX_BYTES = 1024 * 1024
 
 
 class Limits(BaseModel):
@@ -56,7 +55,7 @@ def payload(root: str, policy: Policy, waits: WaitPolicy) -> ServerInfoPayload:
         version=server_version(),
         root=root,
         policy=policy.describe(),
-        limits=Limits(max_wait_seconds=waits.cap_s, default_wait_seconds=defaults, max_bytes=MAX_BYTES),
+        limits=Limits(max_wait_seconds=waits.cap_s, default_wait_seconds=defaults, max_bytes=MAX_BYTES_CAP),
     )
 
 

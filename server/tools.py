@@ -194,13 +194,13 @@ class WaitPolicy:
     def apply(self, spec: Spec, arguments: dict[str, Any]) -> dict[str, Any]:
         """Fill an absent ``wait_seconds`` with the default; lower one above the cap to the cap.
 
-        A value of the wrong type, negative or not finite is left alone for jobcore to refuse.
+        A value of the wrong type (null included), negative or not finite is left alone for jobcore to refuse.
         """
         if spec.wait_default_s is None:
             return arguments
-        value = arguments.get("wait_seconds")
-        if value is None:
+        if "wait_seconds" not in arguments:
             return {**arguments, "wait_seconds": self.default_for(spec)}
+        value = arguments["wait_seconds"]
         if isinstance(value, bool) or not isinstance(value, int | float):
             return arguments
         if isinstance(value, float) and not math.isfinite(value):
