@@ -75,11 +75,12 @@ def _end_fields(state: dict[str, Any]) -> dict[str, Any]:
         "finished_at": state.get("finished_at"),
         "duration_ms": result.get("duration_ms"),
         "reason": state.get("reason"),
+        "write_errors": state.get("write_errors"),
     }
 
 
 def _events(jd: JobDir) -> Events | None:
-    """Trigger counters, once an output trigger has fired."""
+    """Trigger counters, once an output trigger has fired or been disabled."""
     try:
         counters = _fsio.read_json(jd.file(_fsio.TRIGGERS))
     except (OSError, ValueError):
@@ -88,6 +89,7 @@ def _events(jd: JobDir) -> Events | None:
         matched=counters["matched"],
         last_line=counters.get("last_line"),
         undelivered=counters.get("undelivered") or None,
+        disabled=counters.get("disabled"),
     )
 
 
@@ -284,7 +286,8 @@ class Operations:
                     f.write(stdin)
             if env:
                 _fsio.write_json_atomic(jd.file(_fsio.ENV), env, mode=0o600)
-            _fsio.write_json_atomic(jd.file(_fsio.META), meta)
+            _fsio.write_json_atomic(jd.file(_fsio.META), meta, durable=True)
+            _fsio.sync_dir(str(jd.root))  # the job's directory itself, in the root
             for name in (_fsio.STDOUT, _fsio.STDERR, _fsio.FULL):
                 open(jd.file(name), "wb").close()
             os.mkfifo(jd.file(_fsio.WAKE_FIFO), 0o600)
@@ -390,7 +393,7 @@ class Operations:
             elapsed_ms=_ms(now - started),
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
-            **(_end_fields(state) if ended else {}),
+            **(_end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
         )
 
     # --- reading ------------------------------------------------------------------------
@@ -595,6 +598,6 @@ class Operations:
         with jd.lock():
             meta = jd.read_meta()
             meta["tags"] = inp.tags
-            _fsio.write_json_atomic(jd.file(_fsio.META), meta)
+            _fsio.write_json_atomic(jd.file(_fsio.META), meta, durable=True)
         return TagPayload(job_id=jd.job_id, tags=inp.tags)
         yield
