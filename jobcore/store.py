@@ -72,9 +72,9 @@ class JobDir:
         return self._read(_fsio.STATE)
 
     def write_state(self, status: str, **fields: Any) -> dict[str, Any]:
-        """Write ``state.json``; a ``created`` or ended record survives an OS crash once written."""
+        """Write ``state.json``; an end record survives an OS crash once written."""
         record = _fsio.state_record(self.job_id, status, **fields)
-        durable = status == "created" or status in _fsio.TERMINAL_STATES
+        durable = status in _fsio.TERMINAL_STATES
         _fsio.write_json_atomic(self.file(_fsio.STATE), record, durable=durable)
         return record
 
