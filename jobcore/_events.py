@@ -15,7 +15,6 @@ from __future__ import annotations
 import _signal
 import os
 import time
-from _collections import deque
 from _collections_abc import Callable  # collections.abc without importing collections
 
 if __package__:  # imported as jobcore._events (tests, tools)
@@ -121,11 +120,12 @@ class Notifier:
         self.disabled: str | None = None
         #: The counters changed since ``triggers.json`` was last written.
         self.counters_changed = False
+        self._counters_failed = False
         self._finished: _Pending | None = None
         self._queue: list[_Pending] = []
         self._serial = 0
         # Lines waiting to be matched: (stream, lines) batches, the head read from _head on.
-        self._lines: deque[tuple[str, list[bytes]]] = deque()
+        self._lines: list[tuple[str, list[bytes]]] = []
         self._head = 0
         self._queued = 0
         # Read by the tick handler: the line being matched (0: none), the last one it saw.
@@ -270,7 +270,7 @@ class Notifier:
             if i < len(lines):
                 self._head = i
             else:
-                self._lines.popleft()
+                self._lines.pop(0)  # few batches: each is up to a read's worth of lines
                 self._head = 0
 
     def _on_tick(self, signum: int, frame: object) -> None:
@@ -341,9 +341,11 @@ class Notifier:
         try:
             _fsio.write_json_atomic(path, self.counters())
         except OSError as exc:
-            self.errors.note(_fsio.describe(exc, path), event=True)
+            # Counted once, however many turns it takes to land.
+            self.errors.note(_fsio.describe(exc, path), event=not self._counters_failed)
+            self._counters_failed = True
             return
-        self.counters_changed = False
+        self.counters_changed = self._counters_failed = False
 
     def _advance_queue(self) -> None:
         """Record finished events in order; start the head's command when it has one."""

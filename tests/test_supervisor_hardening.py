@@ -203,62 +203,64 @@ def test_full_log_over_a_file_size_limit_never_ends_supervision(job_root: Path, 
 
 # --- durable records ---------------------------------------------------------------------------------
 
-_SYSCALL = re.compile(r"^(\d+) (openat|fsync|rename)\((.*)\) += (-?\d+)")
+_SYSCALL = re.compile(r"^(openat|fsync|rename)\((.*)\) += (-?\d+)")
 
 
-def _durable_renames(trace: str) -> dict[tuple[int, str], list[bool]]:
-    """For each (pid, file renamed into place), whether each rename was durable: the temp file
-    fsynced before it and its directory fsynced after it."""
-    fds: dict[tuple[int, str], str] = {}
-    synced: set[tuple[int, str]] = set()
-    pending_dir: dict[int, tuple[str, str]] = {}
-    out: dict[tuple[int, str], list[bool]] = {}
+def _renames(trace: str) -> list[tuple[str, bool]]:
+    """Each file one thread renamed into place, and whether durably: the temp file fsynced
+    before the rename, its directory opened and fsynced after it."""
+    fds: dict[str, str] = {}
+    synced: set[str] = set()
+    out: list[tuple[str, bool]] = []
+    awaiting_dir: str | None = None
     for line in trace.splitlines():
         m = _SYSCALL.match(line)
         if not m:
             continue
-        pid, call, args, result = int(m[1]), m[2], m[3], int(m[4])
+        call, args, result = m[1], m[2], int(m[3])
         if call == "openat" and result >= 0:
-            path = args.split('"')[1]
-            fds[(pid, str(result))] = path
+            fds[str(result)] = args.split('"')[1]
         elif call == "fsync":
-            path = fds.get((pid, args), "")
-            synced.add((pid, path))
-            if pid in pending_dir and pending_dir[pid][0] == path:
-                out[(pid, pending_dir.pop(pid)[1])][-1] = True
+            path = fds.get(args, "")
+            synced.add(path)
+            if awaiting_dir is not None and path == os.path.dirname(awaiting_dir):
+                out[-1] = (os.path.basename(awaiting_dir), True)
+                awaiting_dir = None
         elif call == "rename" and result == 0:
             src, dst = args.split('"')[1], args.split('"')[3]
-            name = os.path.basename(dst)
-            out.setdefault((pid, name), []).append(False)
-            if (pid, src) in synced:
-                pending_dir[pid] = (os.path.dirname(dst), name)
+            out.append((os.path.basename(dst), False))
+            awaiting_dir = dst if src in synced else None
     return out
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the fsyncs")
 def test_definition_and_end_record_are_made_durable(job_root: Path, tmp_path: Path) -> None:
-    trace = tmp_path / "trace"
+    traces = tmp_path / "traces"
+    traces.mkdir()
     launcher = (
         "import os, select, sys\n"
         "from jobcore import Jobs\n"
         "jobs = Jobs(sys.argv[1])\n"
         "r = jobs.run(command='exit 3')\n"
-        "fd = os.pidfd_open(jobs.store.open(r.job_id).read_state()['supervisor_pid'])\n"
-        "select.select([fd], [], [], 30)\n"
+        "try:\n"
+        "    fd = os.pidfd_open(jobs.store.open(r.job_id).read_state()['supervisor_pid'])\n"
+        "    select.select([fd], [], [], 30)\n"
+        "except ProcessLookupError:\n"
+        "    pass  # it is done\n"
     )
-    strace = ["strace", "-f", "-qq", "-e", "trace=openat,fsync,rename", "-e", "signal=none", "-o", str(trace)]
+    # One file per thread (-ff), so no call is split across lines by another's.
+    strace = ["strace", "-ff", "-qq", "-e", "trace=openat,fsync,rename", "-e", "signal=none", "-o", str(traces / "t")]
     subprocess.run(
         [*strace, sys.executable, "-c", launcher, str(job_root)],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         check=True,
         timeout=60,
     )
-    renames = _durable_renames(trace.read_text())
-    engine = [durable for (_, name), durable in renames.items() if name == "meta.json"]
-    assert engine == [[True]]
-    states = {pid: durable for (pid, name), durable in renames.items() if name == "state.json"}
-    supervisor_states = [d for d in states.values() if len(d) == 2]  # running, then the end
-    assert supervisor_states == [[False, True]]
+    renames = [_renames(path.read_text()) for path in traces.iterdir()]
+    assert [durable for thread in renames for name, durable in thread if name == "meta.json"] == [True]
+    # The supervisor is the thread that wrote the completion event.
+    (supervisor,) = [thread for thread in renames if ("completion_event.json", False) in thread]
+    assert [durable for name, durable in supervisor if name == "state.json"] == [False, True]  # running, the end
 
 
 # --- a store private to its owner ---------------------------------------------------------------------
