@@ -166,9 +166,8 @@ def _kill_supervisor(jd: JobDir, supervisor: int) -> Steps[None]:
         yield from _wait_any_exit([supervisor], SUPERVISOR_GRACE_S)
 
 
-def _end_unresponsive(jd: JobDir, supervisor: int, deadline: float) -> Steps[dict[str, Any]]:
-    """SIGKILL a supervisor that does not respond, then what is left of its job, and record
-    the end for it.
+def _end_unresponsive(jd: JobDir, supervisor: int) -> Steps[dict[str, Any]]:
+    """SIGKILL a supervisor that has not recorded its job's end, and record the end for it.
 
     Under the job's lock, so no reader records the supervisor as lost meanwhile. The root
     process's exit status is read from its zombie (the stuck supervisor, its parent, never
@@ -181,11 +180,9 @@ def _end_unresponsive(jd: JobDir, supervisor: int, deadline: float) -> Steps[dic
         pgid = state.get("pid")
         status = _procs.exit_status(pgid) if pgid is not None else None
         yield from _kill_supervisor(jd, supervisor)
-        alive = bool(_procs.job_processes(jd.job_id, pgid))
-        left = yield from _stop_job(jd.job_id, pgid, signal.SIGKILL if alive else None, None, deadline)
         state = jd.read_state()
-        if _is_ended(state) or left:
-            return state  # still running: recorded as a lost supervisor's job until it ends
+        if _is_ended(state) or _procs.job_processes(jd.job_id, pgid):
+            return state  # a process came back to life: recorded as a lost supervisor's job
         started_at = state["job"].get("started_at")
         fields: dict[str, Any] = {
             "started_at": started_at,
@@ -198,10 +195,7 @@ def _end_unresponsive(jd: JobDir, supervisor: int, deadline: float) -> Steps[dic
         }
         if status is not None and os.WIFEXITED(status):
             return jd.write_state("exited", exit_code=os.WEXITSTATUS(status), **fields)
-        if status is not None:
-            signal_name: str | None = _procs.signal_name(os.WTERMSIG(status))
-        else:
-            signal_name = "SIGKILL" if alive else None
+        signal_name = _procs.signal_name(os.WTERMSIG(status)) if status is not None else None
         return jd.write_state("killed", signal_name=signal_name, **fields)
 
 
@@ -538,13 +532,11 @@ class Operations:
             kill_after = jd.read_meta()["kill_after_ms"] / 1000
             if supervisor is not None:
                 os.kill(supervisor, signal.SIGUSR1)  # it escalates to SIGKILL after kill_after
-                # Not escalated a grace after it was due: the supervisor does not respond.
-                due = min(deadline, begun + kill_after + SUPERVISOR_GRACE_S) if ending else deadline
-                left = yield from _stop_job(jd.job_id, pgid, signum, None, due)
-                if left and ending and time.monotonic() < deadline:
-                    yield from _end_unresponsive(jd, supervisor, deadline)
+                # Should it not have, a grace later: we do (it is judged by the end, below).
+                escalate_after = kill_after + SUPERVISOR_GRACE_S if ending else None
             else:
-                yield from _stop_job(jd.job_id, pgid, signum, kill_after if ending else None, deadline)
+                escalate_after = kill_after if ending else None
+            yield from _stop_job(jd.job_id, pgid, signum, escalate_after, deadline)
             sent = inp.signal
         if (
             supervisor is not None
@@ -554,7 +546,7 @@ class Operations:
             # The job is gone: its supervisor records the end at once, unless it is stuck.
             state = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
             if not _is_ended(state):
-                state = yield from _end_unresponsive(jd, supervisor, time.monotonic() + SUPERVISOR_GRACE_S)
+                state = yield from _end_unresponsive(jd, supervisor)
         else:
             state = yield from wait_for_end(jd, deadline)
         return KillPayload(

@@ -64,6 +64,7 @@ class LogFollower:
         path: str,
         stream: str,
         full_fd: int,
+        full_path: str,
         on_lines: Callable[[str, list[bytes]], None],
         errors: _fsio.WriteErrors,
     ) -> None:
@@ -72,6 +73,7 @@ class LogFollower:
         self.stream = stream
         self._label = stream.upper().encode()
         self._full_fd = full_fd
+        self._full_path = full_path
         self._on_lines = on_lines
         self._errors = errors
         self._partial = b""
@@ -114,7 +116,7 @@ class LogFollower:
                 view = view[os.write(self._full_fd, view) :]
         except OSError as exc:
             # The lines stay in stdout.log / stderr.log: only full.log's copy is short.
-            self._errors.note(_fsio.describe(exc, _fsio.FULL), full_log_bytes=len(view))
+            self._errors.note(_fsio.describe(exc, self._full_path), full_log_bytes=len(view))
         self._on_lines(self.stream, lines)
 
 
@@ -386,9 +388,10 @@ def main(job_dir: str) -> int:
             notifier.deliver_finished()
 
     wake_on_end()
-    full_fd = os.open(os.path.join(job_dir, _fsio.FULL), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    full_path = os.path.join(job_dir, _fsio.FULL)
+    full_fd = os.open(full_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     followers = [
-        LogFollower(os.path.join(job_dir, name), stream, full_fd, notifier.on_lines, errors)
+        LogFollower(os.path.join(job_dir, name), stream, full_fd, full_path, notifier.on_lines, errors)
         for name, stream in ((_fsio.STDOUT, "stdout"), (_fsio.STDERR, "stderr"))
     ]
     poller = select.poll()
