@@ -9,10 +9,11 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from jobcore import Jobs
+from jobcore import Jobs, _fsio
 
 from .table import Row
 
@@ -44,11 +45,6 @@ def _launch(jobs: Jobs, work: Path) -> Row:
     os.mkfifo(fifo)
     command = f"echo x > {fifo}"
 
-    def ours() -> float:
-        t0 = time.perf_counter()
-        jobs.run(command=command, wait_seconds=0)
-        return _read_fifo(fifo) - t0
-
     def plain() -> float:
         t0 = time.perf_counter()
         proc = subprocess.Popen(["sh", "-c", command])
@@ -58,10 +54,68 @@ def _launch(jobs: Jobs, work: Path) -> Row:
 
     return Row(
         "launch: call to command running (median)",
-        _median_ms([ours() for _ in range(ROUNDS)]),
+        _median_ms([_launch_once(jobs, fifo) for _ in range(ROUNDS)]),
         _median_ms([plain() for _ in range(ROUNDS)]),
         "subprocess.Popen of the same sh -c",
     )
+
+
+def _launch_once(jobs: Jobs, fifo: Path) -> float:
+    t0 = time.perf_counter()
+    jobs.run(command=f"echo x > {fifo}", wait_seconds=0)
+    return _read_fifo(fifo) - t0
+
+
+@contextmanager
+def _plain_writes() -> Iterator[None]:
+    """The engine's records written without fsync, as before they were made durable."""
+    write, sync_dir = _fsio.write_json_atomic, _fsio.sync_dir
+
+    def plain(path: str, data: object, mode: int = 0o600, *, durable: bool = False) -> None:
+        write(path, data, mode)
+
+    _fsio.write_json_atomic = plain  # type: ignore[assignment]
+    _fsio.sync_dir = lambda directory: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        _fsio.write_json_atomic, _fsio.sync_dir = write, sync_dir
+
+
+def _durable(jobs: Jobs, work: Path) -> list[Row]:
+    """What crash-safe records cost: one record write, and a launch (meta.json is durable)."""
+    record = {"job": {"id": "0" * 32, "status": "exited"}, "result": {"exit_code": 0}}
+    path = str(jobs.store.root / "bench-record.json")
+
+    def write(durable: bool) -> float:
+        t0 = time.perf_counter()
+        _fsio.write_json_atomic(path, record, durable=durable)
+        return time.perf_counter() - t0
+
+    # Interleaved, so both see the same disk weather.
+    writes = [(write(True), write(False)) for _ in range(ROUNDS * 5)]
+    os.unlink(path)
+    fifo = work / "durable-started"
+    os.mkfifo(fifo)
+    launches = []
+    for _ in range(ROUNDS):
+        durable = _launch_once(jobs, fifo)
+        with _plain_writes():
+            launches.append((durable, _launch_once(jobs, fifo)))
+    return [
+        Row(
+            "durable record write: fsync file + directory (median)",
+            _median_ms([d for d, _ in writes]),
+            _median_ms([p for _, p in writes]),
+            "the same atomic write without fsync",
+        ),
+        Row(
+            "  launch with durable records (median)",
+            _median_ms([d for d, _ in launches]),
+            _median_ms([p for _, p in launches]),
+            "the same launch, records written without fsync",
+        ),
+    ]
 
 
 def _exit_notice(jobs: Jobs, work: Path) -> Row:
@@ -230,6 +284,7 @@ def measure() -> list[Row]:
         jobs = Jobs(work / "jobs")
         return [
             _launch(jobs, work),
+            *_durable(jobs, work),
             _exit_notice(jobs, work),
             *_throughput(jobs, work),
             *_concurrent(jobs),

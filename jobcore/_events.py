@@ -4,6 +4,10 @@ Standard library only (the supervisor imports it by file path). Sinks never hold
 back: the end is in ``state.json`` before any sink runs, notify commands run as tracked
 children with a time limit, and trigger deliveries queue in order, so a slow or failing
 sink delays only the deliveries behind it and every outcome is recorded.
+
+Neither does a trigger's pattern: lines wait in a queue and are matched a slice of CPU at
+a time between the supervisor's other duties, and a pattern that takes too long on one
+line, or cannot keep up with the output, is disabled for the job (see ``docs/records.md``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,26 @@ LAST_LINE_CHARS = 4096
 #: delivered. Events are recorded in notification_events.ndjson as their deliveries end, so
 #: with a notify command ``seq`` (the match's number) is the order of the lines matched.
 MAX_QUEUED = 1000
+#: CPU time matching one line may take before the trigger is disabled for the job.
+LINE_LIMIT_S = 0.25
+#: Matching CPU time per turn of the supervisor's loop; lines left wait for the next turn, so
+#: the timeout, kill requests and the job's end are seen in between.
+TURN_LIMIT_S = 0.1
+#: Matching CPU time spent while never catching up with the output before the trigger is
+#: disabled: events that late are no use, and the queue must not grow for ever.
+BEHIND_LIMIT_S = 5.0
+#: The logs wait while this much (bytes, plus an allowance per line) is queued for matching.
+QUEUE_HIGH_WATER = 1 << 20
+_LINE_ALLOWANCE = 64
+#: How often CPU time is looked at while matching (an ``ITIMER_PROF`` tick, so a busy machine
+#: does not count against a pattern).
+_TICK_S = 0.05
+_TURN_TICKS = round(TURN_LIMIT_S / _TICK_S)
+_BEHIND_TICKS = round(BEHIND_LIMIT_S / _TICK_S)
+#: A line seen at this many ticks in a row has run at least (n - 1) ticks.
+_LINE_TICKS = round(LINE_LIMIT_S / _TICK_S) + 1
+LINE_LIMIT_REASON = f"matching one line took over {LINE_LIMIT_S:g} s of CPU"
+BEHIND_REASON = f"matching fell behind the output for over {BEHIND_LIMIT_S:g} s of CPU"
 
 
 def _result(sink: str, target: str, error: str | None) -> dict:
@@ -38,11 +62,15 @@ def _without_results(event: dict) -> dict:
     return {k: v for k, v in event.items() if k != "delivery_results"}
 
 
+class _Runaway(Exception):
+    """Raised by the CPU tick handler into a match that has run too long."""
+
+
 def append_line(path: str, event: dict) -> str | None:
     """Append ``event`` as one JSON line (a single write, so concurrent appenders never interleave)."""
     try:
         # O_NONBLOCK: a FIFO nobody reads is an error here, not a supervisor stuck in open().
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
         try:
             os.write(fd, (_fsio.dumps(event, indent=None) + "\n").encode())
         finally:
@@ -68,9 +96,10 @@ class _Pending:
 
 
 class Notifier:
-    def __init__(self, job_dir: str, meta: dict) -> None:
+    def __init__(self, job_dir: str, meta: dict, errors: _fsio.WriteErrors) -> None:
         self.job_dir = job_dir
         self.meta = meta
+        self.errors = errors
         #: The job's environment, which notify commands get too (set once the job is spawned).
         self.env: dict[str, str] = {}
         self._finished_event: dict | None = None
@@ -87,9 +116,27 @@ class Notifier:
         self.matched = 0
         self.undelivered = 0
         self.last_line: str | None = None
+        #: Why the trigger was turned off for this job, once it was.
+        self.disabled: str | None = None
+        #: The counters changed since ``triggers.json`` was last written.
+        self.counters_changed = False
+        self._counters_failed = False
         self._finished: _Pending | None = None
         self._queue: list[_Pending] = []
         self._serial = 0
+        # Lines waiting to be matched: (stream, lines) batches, the head read from _head on.
+        self._lines: list[tuple[str, list[bytes]]] = []
+        self._head = 0
+        self._queued = 0
+        # Read by the tick handler: the line being matched (0: none), the last one it saw.
+        self._current = 0
+        self._line_serial = 0
+        self._ticked = 0
+        self._same_ticks = 0
+        self._ticks = 0
+        self._behind_ticks = 0
+        if self.trigger:
+            _signal.signal(_signal.SIGPROF, self._on_tick)
 
     def _path(self, name: str) -> str:
         return os.path.join(self.job_dir, name)
@@ -126,8 +173,14 @@ class Notifier:
             if value is not None:
                 event[key] = value
         event["delivery_results"] = []
-        _fsio.write_json_atomic(self._path(_fsio.COMPLETION_EVENT), event)
+        self._write_event(self._path(_fsio.COMPLETION_EVENT), event)
         self._finished_event = event
+
+    def _write_event(self, path: str, event: dict) -> None:
+        try:
+            _fsio.write_json_atomic(path, event)
+        except OSError as exc:
+            self.errors.note(_fsio.describe(exc, path), event=True)
 
     def deliver_finished(self) -> None:
         """Deliver the event to its sinks, recording each result in ``completion_event.json``."""
@@ -138,52 +191,161 @@ class Notifier:
         if self.notify_file:
             error = append_line(self.notify_file, _without_results(event))
             event["delivery_results"].append(_result("file", self.notify_file, error))
-            _fsio.write_json_atomic(path, event)
+            self._write_event(path, event)
         if self.notify_command:
-            pending = _Pending(event, self.notify_command, lambda ev: _fsio.write_json_atomic(path, ev))
+            pending = _Pending(event, self.notify_command, lambda ev: self._write_event(path, ev))
             self._finished = pending
             if (error := self._spawn(pending, event_path=path)) is not None:
                 self._complete(pending, error)
 
     # --- job.output.matched -------------------------------------------------------------
 
-    def on_lines(self, stream: str, lines: list[bytes]) -> None:
+    def watches(self, stream: str) -> bool:
+        """True while lines of ``stream`` are to be matched."""
         trigger = self.trigger
-        if not trigger or trigger.get("stream", "either") not in ("either", stream):
+        return bool(trigger) and self.disabled is None and trigger.get("stream", "either") in ("either", stream)
+
+    def room(self) -> int:
+        """Bytes the logs may hand over before matching catches up."""
+        return max(0, QUEUE_HIGH_WATER - self._queued)
+
+    def on_lines(self, stream: str, lines: list[bytes]) -> None:
+        """Queue complete lines for matching (:meth:`match_pending` does it)."""
+        if self.watches(stream):
+            self._lines.append((stream, lines))
+            self._queued += sum(map(len, lines)) + _LINE_ALLOWANCE * len(lines)
+
+    def match_pending(self) -> None:
+        """Match queued lines for up to a turn's CPU time and deliver what matched.
+
+        A CPU-time timer ticks while we match; its handler counts the turn's ticks and
+        raises into a match still on the same line after the line limit (``re`` looks at
+        signals while it runs), so no pattern holds the supervisor longer than that.
+        """
+        if not self._lines:
+            self._behind_ticks = 0
             return
-        pattern = trigger["pattern"]
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").rstrip("\r")
-            if not (self._regex.search(line) if self._regex else pattern in line):
-                continue
-            self.matched += 1
-            self.last_line = line
-            event = self._base_event("job.output.matched")
-            event.update(
-                seq=self.matched,
-                pattern=pattern,
-                match_type=trigger.get("match_type", "contains"),
-                stream=stream,
-                line=line,
-                delivery_results=[],
-            )
-            if trigger.get("notify_file"):
-                error = append_line(trigger["notify_file"], _without_results(event))
-                event["delivery_results"].append(_result("file", trigger["notify_file"], error))
-            command = trigger.get("notify_command")
-            if command and len(self._queue) >= MAX_QUEUED:
-                # Memory stays bounded: recorded now, as not delivered, ahead of the queued ones.
-                self.undelivered += 1
-                event["delivery_results"].append(
-                    _result("command", command, f"not delivered: {MAX_QUEUED} deliveries already queued")
-                )
-                self._record_trigger_event(event)
-                continue
-            self._queue.append(_Pending(event, command, self._record_trigger_event))
+        self._ticks = 0
+        found: list[tuple[str, str]] = []
+        runaway = False
+        _signal.setitimer(_signal.ITIMER_PROF, _TICK_S, _TICK_S)
+        try:
+            self._match_turn(found)
+        except _Runaway:
+            runaway = True
+        finally:
+            _signal.setitimer(_signal.ITIMER_PROF, 0, 0)
+            self._current = 0
+        for stream, line in found:
+            self._on_match(stream, line)
+        if runaway:
+            self._disable(LINE_LIMIT_REASON)
+        elif self._lines:
+            self._behind_ticks += self._ticks
+            if self._behind_ticks >= _BEHIND_TICKS:
+                self._disable(BEHIND_REASON)
+        else:
+            self._behind_ticks = 0
         self._advance_queue()
 
+    def _match_turn(self, found: list[tuple[str, str]]) -> None:
+        search = self._regex.search if self._regex is not None else None
+        pattern = self.trigger["pattern"] if self.trigger else ""
+        serial = self._line_serial
+        while self._lines and self._ticks < _TURN_TICKS:
+            stream, lines = self._lines[0]
+            start = i = self._head
+            while i < len(lines) and self._ticks < _TURN_TICKS:
+                raw = lines[i]
+                i += 1
+                line = raw.decode("utf-8", "replace").rstrip("\r")
+                serial += 1
+                self._current = serial
+                hit = search(line) if search is not None else pattern in line
+                self._current = 0
+                if hit:
+                    found.append((stream, line))
+            self._line_serial = serial
+            self._queued -= sum(map(len, lines[start:i])) + _LINE_ALLOWANCE * (i - start)
+            if i < len(lines):
+                self._head = i
+            else:
+                self._lines.pop(0)  # few batches: each is up to a read's worth of lines
+                self._head = 0
+
+    def _on_tick(self, signum: int, frame: object) -> None:
+        self._ticks += 1
+        current = self._current
+        if current == 0 or current != self._ticked:
+            self._ticked = current
+            self._same_ticks = 1
+            return
+        self._same_ticks += 1
+        if self._same_ticks >= _LINE_TICKS:
+            self._current = 0  # raise once: a tick before the handler's catch finds no line
+            raise _Runaway
+
+    def _on_match(self, stream: str, line: str) -> None:
+        trigger = self.trigger or {}
+        self.matched += 1
+        self.last_line = line
+        self.counters_changed = True
+        event = self._base_event("job.output.matched")
+        event.update(
+            seq=self.matched,
+            pattern=trigger["pattern"],
+            match_type=trigger.get("match_type", "contains"),
+            stream=stream,
+            line=line,
+            delivery_results=[],
+        )
+        if trigger.get("notify_file"):
+            error = append_line(trigger["notify_file"], _without_results(event))
+            event["delivery_results"].append(_result("file", trigger["notify_file"], error))
+        command = trigger.get("notify_command")
+        if command and len(self._queue) >= MAX_QUEUED:
+            # Memory stays bounded: recorded now, as not delivered, ahead of the queued ones.
+            self.undelivered += 1
+            event["delivery_results"].append(
+                _result("command", command, f"not delivered: {MAX_QUEUED} deliveries already queued")
+            )
+            self._record_trigger_event(event)
+            return
+        self._queue.append(_Pending(event, command, self._record_trigger_event))
+
+    def _disable(self, reason: str) -> None:
+        """No more matching for this job; the reason goes to the counters and, in order
+        after the events before it, to ``notification_events.ndjson``."""
+        trigger = self.trigger or {}
+        self.disabled = reason
+        self.counters_changed = True
+        self._lines.clear()
+        self._head = self._queued = self._behind_ticks = 0
+        event = self._base_event("job.trigger.disabled")
+        event.update(
+            pattern=trigger["pattern"],
+            match_type=trigger.get("match_type", "contains"),
+            reason=reason,
+            matched=self.matched,
+            at=_fsio.now_rfc3339(),
+        )
+        self._queue.append(_Pending(event, None, self._record_trigger_event))
+
     def _record_trigger_event(self, event: dict) -> None:
-        append_line(self._path(_fsio.NOTIFICATION_EVENTS), event)
+        if (error := append_line(self._path(_fsio.NOTIFICATION_EVENTS), event)) is not None:
+            self.errors.note(error, event=True)
+
+    def write_counters(self) -> None:
+        """Bring ``triggers.json`` up to date (a failure is reported and tried again later)."""
+        path = self._path(_fsio.TRIGGERS)
+        try:
+            _fsio.write_json_atomic(path, self.counters())
+        except OSError as exc:
+            # Counted once, however many turns it takes to land.
+            self.errors.note(_fsio.describe(exc, path), event=not self._counters_failed)
+            self._counters_failed = True
+            return
+        self.counters_changed = self._counters_failed = False
 
     def _advance_queue(self) -> None:
         """Record finished events in order; start the head's command when it has one."""
@@ -205,6 +367,8 @@ class Notifier:
         counters: dict = {"matched": self.matched, "undelivered": self.undelivered}
         if self.last_line is not None:
             counters["last_line"] = self.last_line[:LAST_LINE_CHARS]
+        if self.disabled is not None:
+            counters["disabled"] = self.disabled
         return counters
 
     # --- notify commands, as tracked children -------------------------------------------
@@ -220,6 +384,7 @@ class Notifier:
         try:
             _fsio.write_json_atomic(pending.stdin_path, _without_results(pending.event))
         except OSError as exc:
+            self.errors.note(_fsio.describe(exc, pending.stdin_path), event=True)
             return f"cannot write the event: {exc}"
         event_path = event_path or pending.stdin_path
         env = dict(self.env)
@@ -299,5 +464,11 @@ class Notifier:
                     pass
 
     @property
+    def lines_waiting(self) -> bool:
+        """Lines are queued for matching."""
+        return bool(self._lines)
+
+    @property
     def busy(self) -> bool:
-        return self._finished is not None or bool(self._queue)
+        """Lines left to match or deliveries left to finish."""
+        return self._finished is not None or bool(self._queue) or bool(self._lines)

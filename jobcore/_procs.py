@@ -36,6 +36,20 @@ def is_alive(pid: int) -> bool:
     return st is not None and st[0] not in _DEAD_STATES
 
 
+def exit_status(pid: int) -> int | None:
+    """The wait status of ``pid`` if it has exited and its parent has not reaped it yet (a
+    zombie keeps it, in the last field of /proc/<pid>/stat); None otherwise."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    if fields[0] != b"Z" or len(fields) < 50:
+        return None
+    return int(fields[49])
+
+
 def is_supervisor_of(pid: int, job_dir: str) -> bool:
     """True when ``pid`` is alive and is the supervisor of ``job_dir`` (guards against pid reuse)."""
     if not is_alive(pid):

@@ -50,7 +50,7 @@ from .payloads import (
 from .policy import Policy
 from .retention import auto_clean
 from .store import FILE_MODE, JobDir, Store, is_running, new_job_id
-from .times import finished_epoch, parse_age
+from .times import epoch, finished_epoch, parse_age
 from .waiting import Steps, WaitFor
 
 STDIN_MAX_BYTES = 64 * 1024 * 1024
@@ -60,6 +60,9 @@ DEFAULT_KILL_WAIT_S = 3.0
 #: With the supervisor lost, other members of the group give no exit event: look again this often.
 LOST_RECHECK_S = 0.5
 _RESTART_STOP_S = 10.0
+#: How long a supervisor may take to record an end, or to escalate a kill, before it is
+#: taken for unresponsive and SIGKILLed (see docs/records.md).
+SUPERVISOR_GRACE_S = 1.0
 _CREATE_ID_TRIES = 16
 #: Taken around counting running jobs and launching one, when ``max_running`` is set.
 LAUNCH_LOCK = ".launch.lock"
@@ -106,11 +109,12 @@ def _end_fields(state: dict[str, Any]) -> dict[str, Any]:
         "finished_at": state.get("finished_at"),
         "duration_ms": result.get("duration_ms"),
         "reason": state.get("reason"),
+        "write_errors": state.get("write_errors"),
     }
 
 
 def _events(jd: JobDir) -> Events | None:
-    """Trigger counters, once an output trigger has fired."""
+    """Trigger counters, once an output trigger has fired or been disabled."""
     try:
         counters = _fsio.read_json(jd.file(_fsio.TRIGGERS))
     except (OSError, ValueError):
@@ -119,6 +123,7 @@ def _events(jd: JobDir) -> Events | None:
         matched=counters["matched"],
         last_line=counters.get("last_line"),
         undelivered=counters.get("undelivered") or None,
+        disabled=counters.get("disabled"),
     )
 
 
@@ -175,6 +180,54 @@ def _stop_job(
             continue
         until = deadline if escalate_at is None else min(deadline, escalate_at)
         yield from _wait_any_exit(pids, until - now)
+
+
+def _live_supervisor(jd: JobDir, state: dict[str, Any]) -> int | None:
+    supervisor = state.get("supervisor_pid")
+    return supervisor if supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)) else None
+
+
+def _kill_supervisor(jd: JobDir, supervisor: int) -> Steps[None]:
+    """SIGKILL a supervisor that does not respond and wait for it to go."""
+    if _procs.is_supervisor_of(supervisor, str(jd.path)):
+        try:
+            os.kill(supervisor, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        yield from _wait_any_exit([supervisor], SUPERVISOR_GRACE_S)
+
+
+def _end_unresponsive(jd: JobDir, supervisor: int) -> Steps[dict[str, Any]]:
+    """SIGKILL a supervisor that has not recorded its job's end, and record the end for it.
+
+    Under the job's lock, so no reader records the supervisor as lost meanwhile. The root
+    process's exit status is read from its zombie (the stuck supervisor, its parent, never
+    reaped it) before the supervisor goes and the zombie with it.
+    """
+    with jd.lock():
+        state = jd.read_state()
+        if _is_ended(state):
+            return state
+        pgid = state.get("pid")
+        status = _procs.exit_status(pgid) if pgid is not None else None
+        yield from _kill_supervisor(jd, supervisor)
+        state = jd.read_state()
+        if _is_ended(state) or _procs.job_processes(jd.job_id, pgid):
+            return state  # a process came back to life: recorded as a lost supervisor's job
+        started_at = state["job"].get("started_at")
+        fields: dict[str, Any] = {
+            "started_at": started_at,
+            "pid": pgid,
+            "supervisor_pid": supervisor,
+            "finished_at": _fsio.now_rfc3339(),
+            "duration_ms": _ms(time.time() - epoch(started_at)) if started_at else None,
+            "reason": "killed",
+            "supervisor": "unresponsive",
+        }
+        if status is not None and os.WIFEXITED(status):
+            return jd.write_state("exited", exit_code=os.WEXITSTATUS(status), **fields)
+        signal_name = _procs.signal_name(os.WTERMSIG(status)) if status is not None else None
+        return jd.write_state("killed", signal_name=signal_name, **fields)
 
 
 def _wait_any_exit(pids: list[int], timeout: float) -> Steps[None]:
@@ -372,6 +425,7 @@ class Operations:
             if env:
                 _fsio.write_json_atomic(jd.file(_fsio.ENV), env, mode=FILE_MODE)
             jd.write_meta(meta)
+            _fsio.sync_dir(str(jd.root))  # the job's directory itself, in the root
             jd.empty_logs()
             os.mkfifo(jd.file(_fsio.WAKE_FIFO), FILE_MODE)
             jd.write_state("created")
@@ -500,12 +554,20 @@ class Operations:
         return (yield from self._observe("restart", jd, inp, started, max_bytes, lowered))
 
     def _stop_all(self, jd: JobDir, state: dict[str, Any]) -> Steps[None]:
-        """End every process of the job and its supervisor, or refuse the restart."""
+        """End every process of the job and its supervisor, or refuse the restart.
+
+        A supervisor that has not recorded the end a grace after the job's processes are gone
+        does not respond: it is killed rather than waited for.
+        """
         meta = jd.read_meta()
         deadline = time.monotonic() + _RESTART_STOP_S
         supervisor = state.get("supervisor_pid")
         left = yield from _stop_job(jd.job_id, state.get("pid"), signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
-        # With its job's processes gone the supervisor records the end and exits on its own.
+        if not left and supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
+            ended = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
+            if not _is_ended(ended):
+                yield from _kill_supervisor(jd, supervisor)
+        # Having recorded the end, the supervisor finishes its deliveries and exits on its own.
         while not left and supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
             if time.monotonic() >= deadline:
                 left = [supervisor]
@@ -548,7 +610,7 @@ class Operations:
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
             lowered_to=lowered,
-            **(_end_fields(state) if ended else {}),
+            **(_end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
         )
 
     # --- reading ------------------------------------------------------------------------
@@ -619,7 +681,10 @@ class Operations:
             )
         wait_s = DEFAULT_KILL_WAIT_S if inp.wait_seconds is None else inp.wait_seconds
         begun = time.monotonic()
-        pids = _procs.job_processes(jd.job_id, state.get("pid"))
+        pgid = state.get("pid")
+        pids = _procs.job_processes(jd.job_id, pgid)
+        supervisor = _live_supervisor(jd, state)
+        deadline = begun
         sent = None
         if pids:
             signum = getattr(signal, inp.signal)
@@ -629,15 +694,26 @@ class Operations:
             )
             ending = signum not in (signal.SIGUSR1, signal.SIGUSR2)
             deadline = begun + wait_s if ending else begun
-            supervisor = state.get("supervisor_pid")
-            if supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
-                escalate_after = None
+            kill_after = jd.read_meta()["kill_after_ms"] / 1000
+            if supervisor is not None:
                 os.kill(supervisor, signal.SIGUSR1)  # it escalates to SIGKILL after kill_after
+                # Should it not have, a grace later: we do (it is judged by the end, below).
+                escalate_after = kill_after + SUPERVISOR_GRACE_S if ending else None
             else:
-                escalate_after = jd.read_meta()["kill_after_ms"] / 1000 if ending else None
-            yield from _stop_job(jd.job_id, state.get("pid"), signum, escalate_after, deadline)
-            state = yield from wait_for_end(jd, deadline)
+                escalate_after = kill_after if ending else None
+            yield from _stop_job(jd.job_id, pgid, signum, escalate_after, deadline)
             sent = inp.signal
+        if (
+            supervisor is not None
+            and _procs.is_supervisor_of(supervisor, str(jd.path))
+            and not _procs.job_processes(jd.job_id, pgid)
+        ):
+            # The job is gone: its supervisor records the end at once, unless it is stuck.
+            state = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
+            if not _is_ended(state):
+                state = yield from _end_unresponsive(jd, supervisor)
+        else:
+            state = yield from wait_for_end(jd, deadline)
         return KillPayload(
             job_id=jd.job_id,
             signal=sent,

@@ -64,6 +64,19 @@ class Events(_Model):
     last_line: str | None = None
     #: Events whose notify command was not run because too many were queued.
     undelivered: int | None = None
+    #: Why the trigger was turned off for this job (its pattern ran too long), once it was.
+    disabled: str | None = None
+
+
+class WriteErrors(_Model):
+    """What the supervisor could not write (a full disk, a file-size limit); the job ran on."""
+
+    #: Bytes of output not copied to full.log (stdout.log and stderr.log have them all).
+    full_log_bytes: int
+    #: Event and trigger-counter writes that failed.
+    events: int
+    #: The last failure, as ``<strerror>: <path>``.
+    last_error: str
 
 
 class CreatePayload(Payload):
@@ -86,6 +99,9 @@ class _EndFields(_Model):
     finished_at: str | None = None
     duration_ms: int | None = None
     reason: str | None = None
+    #: Present when the supervisor could not write something; not an end field, but
+    #: reported wherever the end fields are.
+    write_errors: WriteErrors | None = None
 
 
 class LaunchPayload(Payload, _EndFields, _Lowered):

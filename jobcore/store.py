@@ -80,12 +80,15 @@ class JobDir:
         return self._read(_fsio.STATE)
 
     def write_state(self, status: str, **fields: Any) -> dict[str, Any]:
+        """Write ``state.json``; an end record survives an OS crash once written."""
         record = _fsio.state_record(self.job_id, status, **fields)
-        _fsio.write_json_atomic(self.file(_fsio.STATE), record, mode=FILE_MODE)
+        durable = status in _fsio.TERMINAL_STATES
+        _fsio.write_json_atomic(self.file(_fsio.STATE), record, mode=FILE_MODE, durable=durable)
         return record
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        _fsio.write_json_atomic(self.file(_fsio.META), meta, mode=FILE_MODE)
+        """Write ``meta.json``; the definition survives an OS crash once written."""
+        _fsio.write_json_atomic(self.file(_fsio.META), meta, mode=FILE_MODE, durable=True)
 
     def empty_logs(self) -> None:
         """Create the three logs empty, or empty them (a restart), each private to the owner."""

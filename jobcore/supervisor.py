@@ -9,6 +9,10 @@ The command gets ``stdout.log`` and ``stderr.log`` as its own stdout and stderr,
 output reaches disk without passing through us: nothing is lost if this process dies.
 We follow those files to build ``full.log``, enforce the timeout, record the end at the
 root process's exit, and reap every descendant (we are their child subreaper).
+
+A write that fails (disk full, a file-size limit) never ends supervision: what could not be
+written is counted, reported in ``state.json`` as ``write_errors``, and the end is recorded
+all the same (retried while the disk refuses it). See ``docs/records.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ _READ_CHUNK = 1 << 18
 _PUMP_BUDGET = 1 << 22
 #: A line longer than this is written to full.log in pieces, so memory stays bounded.
 _PARTIAL_LINE_CAP = 1 << 16
+#: While the disk refuses the end record, it is tried again each turn for this long.
+_END_RETRY_S = 60.0
+#: A running job's record is rewritten with new write errors at most this often.
+_ERRORS_REWRITE_S = 1.0
 _TERMINATING = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT})
 #: Signals whose disposition we change (or Python does); the command gets them at default.
 _RESET_SIGNALS = (
@@ -44,24 +52,41 @@ _RESET_SIGNALS = (
     _signal.SIGTERM,
     _signal.SIGHUP,
     _signal.SIGQUIT,
+    _signal.SIGPROF,
 )
 
 
 class LogFollower:
     """Copies new bytes of one log into ``full.log`` as timestamped lines."""
 
-    def __init__(self, path: str, label: bytes, full_fd: int, on_lines: Callable[[list[bytes]], None]) -> None:
+    def __init__(
+        self,
+        path: str,
+        stream: str,
+        full_fd: int,
+        full_path: str,
+        on_lines: Callable[[str, list[bytes]], None],
+        errors: _fsio.WriteErrors,
+    ) -> None:
+        self._path = path
         self._fd = os.open(path, os.O_RDONLY)
-        self._label = label
+        self.stream = stream
+        self._label = stream.upper().encode()
         self._full_fd = full_fd
+        self._full_path = full_path
         self._on_lines = on_lines
+        self._errors = errors
         self._partial = b""
 
     def pump(self, budget: int = _PUMP_BUDGET) -> int:
         """Copy what is new, up to ``budget`` bytes; returns how many were copied."""
         total = 0
         while total < budget:
-            data = os.read(self._fd, _READ_CHUNK)
+            try:
+                data = os.read(self._fd, _READ_CHUNK)
+            except OSError as exc:
+                self._errors.note(_fsio.describe(exc, self._path))
+                break
             if not data:
                 break
             total += len(data)
@@ -86,9 +111,13 @@ class LogFollower:
         prefix = _fsio.now_rfc3339().encode() + b" [" + self._label + b"] "
         out = prefix + (b"\n" + prefix).join(lines) + b"\n"
         view = memoryview(out)
-        while view:
-            view = view[os.write(self._full_fd, view) :]
-        self._on_lines(lines)
+        try:
+            while view:
+                view = view[os.write(self._full_fd, view) :]
+        except OSError as exc:
+            # The lines stay in stdout.log / stderr.log: only full.log's copy is short.
+            self._errors.note(_fsio.describe(exc, self._full_path), full_log_bytes=len(view))
+        self._on_lines(self.stream, lines)
 
 
 def parse_env_file(path: str) -> dict[str, str]:
@@ -123,8 +152,9 @@ def find_program(name: str, env: dict[str, str]) -> str:
 
 
 class Supervisor:
-    def __init__(self, job_dir: str) -> None:
+    def __init__(self, job_dir: str, errors: _fsio.WriteErrors) -> None:
         self.job_dir = job_dir
+        self.errors = errors
         self.meta = _fsio.read_json(self._path(_fsio.META))
         self.job_id: str = self.meta["job"]["id"]
         self.pid: int | None = None
@@ -136,19 +166,67 @@ class Supervisor:
         self.escalate_at: float | None = None
         self.kill_after_s = self.meta.get("kill_after_ms", 5000) / 1000
         self.env: dict[str, str] = {}
-        #: Called with a terminal state record just before it is written.
+        #: Called once with the terminal state record before it is first written.
         self.before_end: Callable[[dict], None] = lambda record: None
+        # What state.json is to hold, and whether it (with the write errors known then) does.
+        self._status = ""
+        self._fields: dict[str, object] = {}
+        self._written = True
+        self._written_errors = errors.count
+        self._errors_due = 0.0
+        self._end_retry_until = 0.0
 
     def _path(self, name: str) -> str:
         return os.path.join(self.job_dir, name)
 
-    def write_state(self, status: str, **fields: object) -> None:
-        record = _fsio.state_record(
-            self.job_id, status, supervisor_pid=os.getpid(), started_at=self.started_at, **fields
+    def _record(self) -> dict:
+        return _fsio.state_record(
+            self.job_id,
+            self._status,
+            supervisor_pid=os.getpid(),
+            started_at=self.started_at,
+            write_errors=self.errors.as_record(),
+            **self._fields,
         )
+
+    def write_state(self, status: str, **fields: object) -> None:
+        """Record ``status``; the terminal record is made durable, and the ``job.finished``
+        event (``before_end``) is written first, so whoever sees the end finds it."""
+        self._status, self._fields = status, fields
         if status in _fsio.TERMINAL_STATES:
-            self.before_end(record)
-        _fsio.write_json_atomic(self._path(_fsio.STATE), record)
+            self.before_end(self._record())
+            self._end_retry_until = time.monotonic() + _END_RETRY_S
+        self._written = False
+        self._write()
+
+    def _write(self) -> None:
+        counted = self.errors.count
+        path = self._path(_fsio.STATE)
+        try:
+            _fsio.write_json_atomic(path, self._record(), durable=self._status in _fsio.TERMINAL_STATES)
+        except OSError as exc:
+            self.errors.last_error = _fsio.describe(exc, path)
+            return
+        self._written = True
+        self._written_errors = counted
+
+    def sync_state(self, now: float) -> None:
+        """Write the record again if it could not be written, or new write errors are to be told."""
+        if not self._written:
+            self._write()
+        elif self._written_errors != self.errors.count and (self.ended or now >= self._errors_due):
+            self._errors_due = now + _ERRORS_REWRITE_S
+            self._write()
+
+    @property
+    def end_on_disk(self) -> bool:
+        return self.ended and self._written
+
+    @property
+    def settled(self) -> bool:
+        """The record on disk is final, or the disk has refused it for too long."""
+        up_to_date = self._written and self._written_errors == self.errors.count
+        return up_to_date or time.monotonic() >= self._end_retry_until
 
     def build_env(self) -> dict[str, str]:
         env = dict(os.environ) if self.meta.get("inherit_env", True) else {}
@@ -179,8 +257,8 @@ class Supervisor:
             stdin_path = self._path(_fsio.STDIN) if self.meta.get("stdin_file") else os.devnull
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
             fds.append(os.open(stdin_path, os.O_RDONLY))
-            fds.append(os.open(self._path(_fsio.STDOUT), flags, 0o644))
-            fds.append(os.open(self._path(_fsio.STDERR), flags, 0o644))
+            fds.append(os.open(self._path(_fsio.STDOUT), flags, 0o600))
+            fds.append(os.open(self._path(_fsio.STDERR), flags, 0o600))
             self.spawned_mono = time.monotonic()
             self.pid = os.posix_spawn(
                 program,
@@ -255,7 +333,7 @@ class Supervisor:
             self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
 
 
-def _reap(sup: Supervisor, notifier: _events.Notifier, on_end: Callable[[], None]) -> bool:
+def _reap(sup: Supervisor, notifier: _events.Notifier) -> bool:
     """Reap every exited child; returns False once we have no children left."""
     while True:
         try:
@@ -266,7 +344,6 @@ def _reap(sup: Supervisor, notifier: _events.Notifier, on_end: Callable[[], None
             return True
         if pid == sup.pid and not sup.ended:
             sup.on_command_end(status)
-            on_end()
         else:
             notifier.child_exited(pid, status)  # else a reaped orphan of the job
 
@@ -282,7 +359,7 @@ def _acknowledge() -> None:
 def main(job_dir: str) -> int:
     job_dir = os.path.abspath(job_dir)
     try:
-        os.close(os.open(os.path.join(job_dir, _fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        os.close(os.open(os.path.join(job_dir, _fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         return 0  # the launcher gave up on us and marked the launch failed: run nothing
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -293,36 +370,35 @@ def main(job_dir: str) -> int:
         _signal.signal(signum, lambda *_: None)
     _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
 
-    sup = Supervisor(job_dir)
-    notifier = _events.Notifier(job_dir, sup.meta)
+    errors = _fsio.WriteErrors()
+    sup = Supervisor(job_dir, errors)
+    notifier = _events.Notifier(job_dir, sup.meta, errors)
     sup.before_end = notifier.record_finished
     sup.spawn()
     notifier.env = sup.env
     _acknowledge()
+    woken = False
 
-    def on_end() -> None:
-        # The end and its event are on disk: wake the waiters before any sink can take time.
-        os.close(wake_fd)
-        notifier.deliver_finished()
+    def wake_on_end() -> None:
+        # Once the end (and its event) is on disk: wake the waiters before any sink can take time.
+        nonlocal woken
+        if sup.end_on_disk and not woken:
+            woken = True
+            os.close(wake_fd)
+            notifier.deliver_finished()
 
-    if sup.ended:
-        on_end()
-
-    full_fd = os.open(os.path.join(job_dir, _fsio.FULL), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    wake_on_end()
+    full_path = os.path.join(job_dir, _fsio.FULL)
+    full_fd = os.open(full_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     followers = [
-        LogFollower(
-            os.path.join(job_dir, _fsio.STDOUT), b"STDOUT", full_fd, lambda ls: notifier.on_lines("stdout", ls)
-        ),
-        LogFollower(
-            os.path.join(job_dir, _fsio.STDERR), b"STDERR", full_fd, lambda ls: notifier.on_lines("stderr", ls)
-        ),
+        LogFollower(os.path.join(job_dir, name), stream, full_fd, full_path, notifier.on_lines, errors)
+        for name, stream in ((_fsio.STDOUT, "stdout"), (_fsio.STDERR, "stderr"))
     ]
     poller = select.poll()
     poller.register(sig_r, select.POLLIN)
     follow_s = _FOLLOW_MIN_S
     has_children = not sup.ended
     flushed = False
-    matched = 0
     while True:
         now = time.monotonic()
         if sup.timeout_at is not None and now >= sup.timeout_at:
@@ -339,21 +415,29 @@ def main(job_dir: str) -> int:
                 signums = b""
             if _signal.SIGUSR1 in signums:
                 sup.on_kill_request()
-        has_children = _reap(sup, notifier, on_end)
-        moved = [f.pump() for f in followers]
-        if max(moved) >= _PUMP_BUDGET:
-            follow_s = 0.0  # behind: copy on after a look at signals
+        has_children = _reap(sup, notifier)
+        wake_on_end()
+        # While matching is behind, a watched log waits (its bytes are safe in the file).
+        budgets = [notifier.room() if notifier.watches(f.stream) else _PUMP_BUDGET for f in followers]
+        moved = [f.pump(budget) for f, budget in zip(followers, budgets, strict=True)]
+        notifier.match_pending()
+        behind = any(m and m >= b for m, b in zip(moved, budgets, strict=True)) or notifier.lines_waiting
+        if behind:
+            follow_s = 0.0  # look at signals, then carry on at once
         elif any(moved):
             follow_s = _FOLLOW_MIN_S
         else:
             follow_s = min(max(follow_s, _FOLLOW_MIN_S) * 2, _FOLLOW_MAX_S)
-        if not has_children and not flushed:
-            # Nothing of the job is left to write: a last line without a newline is complete.
+        if not has_children and not flushed and not any(moved) and not notifier.lines_waiting:
+            # Every log is read to its end and nothing of the job is left to write to it:
+            # a last line without a newline is complete.
             for f in followers:
                 f.flush()
+            notifier.match_pending()
             flushed = True
-        if notifier.matched != matched:
-            matched = notifier.matched
-            _fsio.write_json_atomic(os.path.join(job_dir, _fsio.TRIGGERS), notifier.counters())
-        if not has_children and not notifier.busy:
+        if notifier.counters_changed:
+            notifier.write_counters()
+        sup.sync_state(time.monotonic())
+        wake_on_end()
+        if not has_children and flushed and not notifier.busy and sup.settled:
             return 0
