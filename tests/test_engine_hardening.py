@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_exit
 
 from jobcore import JobError, Jobs
 from jobcore.inputs import MAX_BYTES_CAP
@@ -64,12 +65,25 @@ def test_a_created_job_and_its_root_are_private(jobs: Jobs, job_root: Path, tmp_
 
 
 def test_a_run_jobs_files_are_private(jobs: Jobs, job_root: Path) -> None:
-    result = jobs.run(command="echo out; echo err >&2", env={"TOKEN": "t"}, wait_seconds=10)
+    """Every file a run leaves, the supervisor's included (events, counters, the end record)."""
+    result = jobs.run(
+        command="echo out; echo err >&2",
+        env={"TOKEN": "t"},
+        notify_file="finished.ndjson",
+        on_output_match={"pattern": "out"},
+        cwd=str(job_root.parent),
+        wait_seconds=10,
+    )
     assert result.state == "exited"
     job_dir = job_root / result.job_id
+    wait_exit(json.loads((job_dir / "state.json").read_text())["supervisor_pid"])  # its last writes done
     assert mode(job_root) == mode(job_dir) == 0o700
-    for name in ("meta.json", "env.json", "stdout.log", "stderr.log", "full.log", "wake.fifo", "job.lock"):
-        assert mode(job_dir / name) == 0o600, name
+    names = {p.name for p in job_dir.iterdir()}
+    assert names >= {"meta.json", "state.json", "env.json", "full.log", "supervisor.ack", "triggers.json"}
+    assert names >= {"completion_event.json", "notification_events.ndjson"}
+    for path in job_dir.iterdir():
+        assert mode(path) == 0o600, path.name
+    assert mode(job_root.parent / "finished.ndjson") == 0o600
 
 
 def test_a_restart_makes_older_logs_private(jobs: Jobs, job_root: Path) -> None:
