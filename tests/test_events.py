@@ -1,4 +1,4 @@
-"""Tags, completion events, output triggers and retention (issue 4), with real processes."""
+"""Tags, completion events, output triggers and clean-up, with real processes: each event delivered once, in order."""
 
 from __future__ import annotations
 

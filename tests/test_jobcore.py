@@ -1,4 +1,4 @@
-"""jobcore with real processes, files and signals (issue 2, "Must show" 1-10)."""
+"""The engine with real processes, files and signals: run, wait, kill, restart, lost supervisors, bad input, logs."""
 
 from __future__ import annotations
 
