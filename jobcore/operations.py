@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
-from . import _fsio, _procs, logs
+from . import logs
 from .errors import JobError, invalid_input
 from .inputs import (
     MAX_BYTES_CAP,
@@ -50,6 +50,7 @@ from .payloads import (
 from .policy import Policy
 from .retention import auto_clean
 from .store import FILE_MODE, JobDir, Store, is_running, new_job_id
+from .supervisor import fsio, procs
 from .times import epoch, finished_epoch, parse_age
 from .waiting import Steps, WaitFor
 
@@ -97,7 +98,7 @@ def _ms(seconds: float) -> int:
 
 
 def _is_ended(state: dict[str, Any]) -> bool:
-    return state["job"]["status"] in _fsio.TERMINAL_STATES
+    return state["job"]["status"] in fsio.TERMINAL_STATES
 
 
 def _end_fields(state: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def _end_fields(state: dict[str, Any]) -> dict[str, Any]:
 def _events(jd: JobDir) -> Events | None:
     """Trigger counters, once an output trigger has fired or been disabled."""
     try:
-        counters = _fsio.read_json(jd.file(_fsio.TRIGGERS))
+        counters = fsio.read_json(jd.file(fsio.TRIGGERS))
     except (OSError, ValueError):
         return None
     return Events(
@@ -143,7 +144,7 @@ def wait_for_end(jd: JobDir, deadline: float) -> Steps[dict[str, Any]]:
     """
     while True:
         with ExitStack() as stack:
-            fifo = os.open(jd.file(_fsio.WAKE_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fifo = os.open(jd.file(fsio.WAKE_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             stack.callback(os.close, fifo)
             state = jd.observed_state()
             remaining = deadline - time.monotonic()
@@ -151,7 +152,7 @@ def wait_for_end(jd: JobDir, deadline: float) -> Steps[dict[str, Any]]:
                 return state
             request = WaitFor([fifo], remaining)
             if state.get("reason") == "supervisor_lost":
-                leader = _pidfd(state["pid"]) if _procs.is_alive(state["pid"]) else None
+                leader = _pidfd(state["pid"]) if procs.is_alive(state["pid"]) else None
                 if leader is not None:
                     stack.callback(os.close, leader)
                 request = WaitFor([leader] if leader is not None else [], min(remaining, LOST_RECHECK_S))
@@ -167,15 +168,15 @@ def _stop_job(
     Returns the pids still alive.
     """
     if signum is not None:
-        _procs.signal_job(job_id, pgid, signum)
+        procs.signal_job(job_id, pgid, signum)
     escalate_at = None if escalate_after is None else time.monotonic() + escalate_after
     while True:
-        pids = _procs.job_processes(job_id, pgid)
+        pids = procs.job_processes(job_id, pgid)
         now = time.monotonic()
         if not pids or now >= deadline:
             return pids
         if escalate_at is not None and now >= escalate_at:
-            _procs.signal_job(job_id, pgid, signal.SIGKILL)
+            procs.signal_job(job_id, pgid, signal.SIGKILL)
             escalate_at = None
             continue
         until = deadline if escalate_at is None else min(deadline, escalate_at)
@@ -184,12 +185,12 @@ def _stop_job(
 
 def _live_supervisor(jd: JobDir, state: dict[str, Any]) -> int | None:
     supervisor = state.get("supervisor_pid")
-    return supervisor if supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)) else None
+    return supervisor if supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)) else None
 
 
 def _kill_supervisor(jd: JobDir, supervisor: int) -> Steps[None]:
     """SIGKILL a supervisor that does not respond and wait for it to go."""
-    if _procs.is_supervisor_of(supervisor, str(jd.path)):
+    if procs.is_supervisor_of(supervisor, str(jd.path)):
         try:
             os.kill(supervisor, signal.SIGKILL)
         except ProcessLookupError:
@@ -209,24 +210,24 @@ def _end_unresponsive(jd: JobDir, supervisor: int) -> Steps[dict[str, Any]]:
         if _is_ended(state):
             return state
         pgid = state.get("pid")
-        status = _procs.exit_status(pgid) if pgid is not None else None
+        status = procs.exit_status(pgid) if pgid is not None else None
         yield from _kill_supervisor(jd, supervisor)
         state = jd.read_state()
-        if _is_ended(state) or _procs.job_processes(jd.job_id, pgid):
+        if _is_ended(state) or procs.job_processes(jd.job_id, pgid):
             return state  # a process came back to life: recorded as a lost supervisor's job
         started_at = state["job"].get("started_at")
         fields: dict[str, Any] = {
             "started_at": started_at,
             "pid": pgid,
             "supervisor_pid": supervisor,
-            "finished_at": _fsio.now_rfc3339(),
+            "finished_at": fsio.now_rfc3339(),
             "duration_ms": _ms(time.time() - epoch(started_at)) if started_at else None,
             "reason": "killed",
             "supervisor": "unresponsive",
         }
         if status is not None and os.WIFEXITED(status):
             return jd.write_state("exited", exit_code=os.WEXITSTATUS(status), **fields)
-        signal_name = _procs.signal_name(os.WTERMSIG(status)) if status is not None else None
+        signal_name = procs.signal_name(os.WTERMSIG(status)) if status is not None else None
         return jd.write_state("killed", signal_name=signal_name, **fields)
 
 
@@ -392,7 +393,7 @@ class Operations:
             "schema_version": "0.1",
             "command": spec.command,
             "cwd": cwd,
-            "created_at": _fsio.now_rfc3339(),
+            "created_at": fsio.now_rfc3339(),
             # Orders jobs created within one millisecond (created_at has ms resolution).
             "created_ns": time.time_ns(),
             "env_keys": list(env),
@@ -414,20 +415,20 @@ class Operations:
             os.close(_open_regular_file("env_files", path))  # read at start, by the supervisor
         stdin = _read_stdin(spec, stdin_file)
         if stdin is not None:
-            meta["stdin_file"] = _fsio.STDIN
+            meta["stdin_file"] = fsio.STDIN
         jd = self._new_dir()
         try:
             meta["job"]["id"] = jd.job_id
             if stdin is not None:
-                fd = os.open(jd.file(_fsio.STDIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+                fd = os.open(jd.file(fsio.STDIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
                 with os.fdopen(fd, "wb") as f:
                     f.write(stdin)
             if env:
-                _fsio.write_json_atomic(jd.file(_fsio.ENV), env, mode=FILE_MODE)
+                fsio.write_json_atomic(jd.file(fsio.ENV), env, mode=FILE_MODE)
             jd.write_meta(meta)
-            _fsio.sync_dir(str(jd.root))  # the job's directory itself, in the root
+            fsio.sync_dir(str(jd.root))  # the job's directory itself, in the root
             jd.empty_logs()
-            os.mkfifo(jd.file(_fsio.WAKE_FIFO), FILE_MODE)
+            os.mkfifo(jd.file(fsio.WAKE_FIFO), FILE_MODE)
             jd.write_state("created")
         except OSError as exc:
             shutil.rmtree(jd.path, ignore_errors=True)
@@ -543,7 +544,7 @@ class Operations:
                 if state["job"]["status"] != "created":
                     yield from self._stop_all(jd, state)
                     jd.empty_logs()
-                    for name in _fsio.RUN_FILES:
+                    for name in fsio.RUN_FILES:
                         try:
                             os.unlink(jd.file(name))
                         except FileNotFoundError:
@@ -563,12 +564,12 @@ class Operations:
         deadline = time.monotonic() + _RESTART_STOP_S
         supervisor = state.get("supervisor_pid")
         left = yield from _stop_job(jd.job_id, state.get("pid"), signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
-        if not left and supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
+        if not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
             ended = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
             if not _is_ended(ended):
                 yield from _kill_supervisor(jd, supervisor)
         # Having recorded the end, the supervisor finishes its deliveries and exits on its own.
-        while not left and supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
+        while not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
             if time.monotonic() >= deadline:
                 left = [supervisor]
                 break
@@ -682,15 +683,15 @@ class Operations:
         wait_s = DEFAULT_KILL_WAIT_S if inp.wait_seconds is None else inp.wait_seconds
         begun = time.monotonic()
         pgid = state.get("pid")
-        pids = _procs.job_processes(jd.job_id, pgid)
+        pids = procs.job_processes(jd.job_id, pgid)
         supervisor = _live_supervisor(jd, state)
         deadline = begun
         sent = None
         if pids:
             signum = getattr(signal, inp.signal)
             # Written before any signal, so the supervisor records the end as killed.
-            _fsio.write_json_atomic(
-                jd.file(_fsio.KILL_REQUEST), {"signal": inp.signal, "requested_at": _fsio.now_rfc3339()}
+            fsio.write_json_atomic(
+                jd.file(fsio.KILL_REQUEST), {"signal": inp.signal, "requested_at": fsio.now_rfc3339()}
             )
             ending = signum not in (signal.SIGUSR1, signal.SIGUSR2)
             deadline = begun + wait_s if ending else begun
@@ -705,8 +706,8 @@ class Operations:
             sent = inp.signal
         if (
             supervisor is not None
-            and _procs.is_supervisor_of(supervisor, str(jd.path))
-            and not _procs.job_processes(jd.job_id, pgid)
+            and procs.is_supervisor_of(supervisor, str(jd.path))
+            and not procs.job_processes(jd.job_id, pgid)
         ):
             # The job is gone: its supervisor records the end at once, unless it is stuck.
             state = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
@@ -824,7 +825,7 @@ class Operations:
                 return entry("skipped", "not_ended")
             if finished_epoch(state) > by_age:
                 return entry("skipped", "too_recent")
-        if status != "created" and _procs.job_processes(jd.job_id, state.get("pid")):
+        if status != "created" and procs.job_processes(jd.job_id, state.get("pid")):
             return entry("skipped", "alive")
         if dry_run:
             return entry("would_delete", "ended" if status != "created" else "created")

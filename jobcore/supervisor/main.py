@@ -24,9 +24,7 @@ import select
 import time
 from _collections_abc import Callable  # collections.abc without importing collections
 
-import _events
-import _fsio
-import _procs
+from . import events, fsio, procs
 
 _PR_SET_CHILD_SUBREAPER = 36
 _FOLLOW_MIN_S = 0.005
@@ -66,7 +64,7 @@ class LogFollower:
         full_fd: int,
         full_path: str,
         on_lines: Callable[[str, list[bytes]], None],
-        errors: _fsio.WriteErrors,
+        errors: fsio.WriteErrors,
     ) -> None:
         self._path = path
         self._fd = os.open(path, os.O_RDONLY)
@@ -85,7 +83,7 @@ class LogFollower:
             try:
                 data = os.read(self._fd, _READ_CHUNK)
             except OSError as exc:
-                self._errors.note(_fsio.describe(exc, self._path))
+                self._errors.note(fsio.describe(exc, self._path))
                 break
             if not data:
                 break
@@ -108,7 +106,7 @@ class LogFollower:
     def _emit(self, lines: list[bytes]) -> None:
         if not lines:
             return
-        prefix = _fsio.now_rfc3339().encode() + b" [" + self._label + b"] "
+        prefix = fsio.now_rfc3339().encode() + b" [" + self._label + b"] "
         out = prefix + (b"\n" + prefix).join(lines) + b"\n"
         view = memoryview(out)
         try:
@@ -116,7 +114,7 @@ class LogFollower:
                 view = view[os.write(self._full_fd, view) :]
         except OSError as exc:
             # The lines stay in stdout.log / stderr.log: only full.log's copy is short.
-            self._errors.note(_fsio.describe(exc, self._full_path), full_log_bytes=len(view))
+            self._errors.note(fsio.describe(exc, self._full_path), full_log_bytes=len(view))
         self._on_lines(self.stream, lines)
 
 
@@ -152,10 +150,10 @@ def find_program(name: str, env: dict[str, str]) -> str:
 
 
 class Supervisor:
-    def __init__(self, job_dir: str, errors: _fsio.WriteErrors) -> None:
+    def __init__(self, job_dir: str, errors: fsio.WriteErrors) -> None:
         self.job_dir = job_dir
         self.errors = errors
-        self.meta = _fsio.read_json(self._path(_fsio.META))
+        self.meta = fsio.read_json(self._path(fsio.META))
         self.job_id: str = self.meta["job"]["id"]
         self.pid: int | None = None
         self.started_at = ""
@@ -180,7 +178,7 @@ class Supervisor:
         return os.path.join(self.job_dir, name)
 
     def _record(self) -> dict:
-        return _fsio.state_record(
+        return fsio.state_record(
             self.job_id,
             self._status,
             supervisor_pid=os.getpid(),
@@ -193,7 +191,7 @@ class Supervisor:
         """Record ``status``; the terminal record is made durable, and the ``job.finished``
         event (``before_end``) is written first, so whoever sees the end finds it."""
         self._status, self._fields = status, fields
-        if status in _fsio.TERMINAL_STATES:
+        if status in fsio.TERMINAL_STATES:
             self.before_end(self._record())
             self._end_retry_until = time.monotonic() + _END_RETRY_S
         self._written = False
@@ -201,11 +199,11 @@ class Supervisor:
 
     def _write(self) -> None:
         counted = self.errors.count
-        path = self._path(_fsio.STATE)
+        path = self._path(fsio.STATE)
         try:
-            _fsio.write_json_atomic(path, self._record(), durable=self._status in _fsio.TERMINAL_STATES)
+            fsio.write_json_atomic(path, self._record(), durable=self._status in fsio.TERMINAL_STATES)
         except OSError as exc:
-            self.errors.last_error = _fsio.describe(exc, path)
+            self.errors.last_error = fsio.describe(exc, path)
             return
         self._written = True
         self._written_errors = counted
@@ -231,14 +229,14 @@ class Supervisor:
     def build_env(self) -> dict[str, str]:
         env = dict(os.environ) if self.meta.get("inherit_env", True) else {}
         # Inherited from a server started by a notify command, it would make the job look like one.
-        env.pop(_procs.SINK_VAR, None)
+        env.pop(procs.SINK_VAR, None)
         for path in self.meta.get("env_files", []):
             env.update(parse_env_file(path))
         try:
-            env.update(_fsio.read_json(self._path(_fsio.ENV)))
+            env.update(fsio.read_json(self._path(fsio.ENV)))
         except FileNotFoundError:
             pass
-        env[_procs.MARKER_VAR] = self.job_id
+        env[procs.MARKER_VAR] = self.job_id
         return env
 
     def spawn(self) -> None:
@@ -248,17 +246,17 @@ class Supervisor:
         argv = (
             [*(self.meta.get("shell_wrapper") or ["sh", "-c"]), command] if isinstance(command, str) else list(command)
         )
-        self.started_at = _fsio.now_rfc3339()
+        self.started_at = fsio.now_rfc3339()
         fds: list[int] = []
         try:
             self.env = env = self.build_env()
             os.chdir(self.meta["cwd"])
             program = find_program(argv[0], env)
-            stdin_path = self._path(_fsio.STDIN) if self.meta.get("stdin_file") else os.devnull
+            stdin_path = self._path(fsio.STDIN) if self.meta.get("stdin_file") else os.devnull
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
             fds.append(os.open(stdin_path, os.O_RDONLY))
-            fds.append(os.open(self._path(_fsio.STDOUT), flags, 0o600))
-            fds.append(os.open(self._path(_fsio.STDERR), flags, 0o600))
+            fds.append(os.open(self._path(fsio.STDOUT), flags, 0o600))
+            fds.append(os.open(self._path(fsio.STDERR), flags, 0o600))
             self.spawned_mono = time.monotonic()
             self.pid = os.posix_spawn(
                 program,
@@ -276,7 +274,7 @@ class Supervisor:
             self.ended = True
             self.write_state(
                 "failed",
-                finished_at=_fsio.now_rfc3339(),
+                finished_at=fsio.now_rfc3339(),
                 duration_ms=0,
                 reason=f"exec_failed: {cause}",
             )
@@ -292,7 +290,7 @@ class Supervisor:
     def requested_kill(self) -> int | None:
         """The signal a ``kill`` call asked for (it writes ``kill.json`` before signalling)."""
         try:
-            name = _fsio.read_json(self._path(_fsio.KILL_REQUEST))["signal"]
+            name = fsio.read_json(self._path(fsio.KILL_REQUEST))["signal"]
         except (OSError, ValueError, KeyError):
             return None
         return int(getattr(_signal, name, 0)) or None
@@ -313,7 +311,7 @@ class Supervisor:
 
     def escalate(self) -> None:
         self.escalate_at = None
-        _procs.signal_job(self.job_id, self.pid, _signal.SIGKILL)
+        procs.signal_job(self.job_id, self.pid, _signal.SIGKILL)
 
     def on_command_end(self, status: int) -> None:
         self.ended = True
@@ -324,16 +322,16 @@ class Supervisor:
         fields: dict[str, object] = {
             "pid": self.pid,
             "duration_ms": duration_ms,
-            "finished_at": _fsio.now_rfc3339(),
+            "finished_at": fsio.now_rfc3339(),
             "reason": self.reason,
         }
         if os.WIFSIGNALED(status):
-            self.write_state("killed", signal_name=_procs.signal_name(os.WTERMSIG(status)), **fields)
+            self.write_state("killed", signal_name=procs.signal_name(os.WTERMSIG(status)), **fields)
         else:
             self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
 
 
-def _reap(sup: Supervisor, notifier: _events.Notifier) -> bool:
+def _reap(sup: Supervisor, notifier: events.Notifier) -> bool:
     """Reap every exited child; returns False once we have no children left."""
     while True:
         try:
@@ -359,20 +357,20 @@ def _acknowledge() -> None:
 def main(job_dir: str) -> int:
     job_dir = os.path.abspath(job_dir)
     try:
-        os.close(os.open(os.path.join(job_dir, _fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.close(os.open(os.path.join(job_dir, fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         return 0  # the launcher gave up on us and marked the launch failed: run nothing
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # Held open while the job runs; waiters see POLLHUP on their read end when we close it.
-    wake_fd = os.open(os.path.join(job_dir, _fsio.WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK)
+    wake_fd = os.open(os.path.join(job_dir, fsio.WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK)
     sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     for signum in (_signal.SIGCHLD, _signal.SIGUSR1):
         _signal.signal(signum, lambda *_: None)
     _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
 
-    errors = _fsio.WriteErrors()
+    errors = fsio.WriteErrors()
     sup = Supervisor(job_dir, errors)
-    notifier = _events.Notifier(job_dir, sup.meta, errors)
+    notifier = events.Notifier(job_dir, sup.meta, errors)
     sup.before_end = notifier.record_finished
     sup.spawn()
     notifier.env = sup.env
@@ -388,11 +386,11 @@ def main(job_dir: str) -> int:
             notifier.deliver_finished()
 
     wake_on_end()
-    full_path = os.path.join(job_dir, _fsio.FULL)
+    full_path = os.path.join(job_dir, fsio.FULL)
     full_fd = os.open(full_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     followers = [
         LogFollower(os.path.join(job_dir, name), stream, full_fd, full_path, notifier.on_lines, errors)
-        for name, stream in ((_fsio.STDOUT, "stdout"), (_fsio.STDERR, "stderr"))
+        for name, stream in ((fsio.STDOUT, "stdout"), (fsio.STDERR, "stderr"))
     ]
     poller = select.poll()
     poller.register(sig_r, select.POLLIN)

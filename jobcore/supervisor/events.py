@@ -17,10 +17,7 @@ import os
 import time
 from _collections_abc import Callable  # collections.abc without importing collections
 
-if __package__:  # imported as jobcore._events (tests, tools)
-    from . import _fsio
-else:  # imported by the supervisor, by path, without the package
-    import _fsio
+from . import fsio
 
 COMMAND_TIME_LIMIT_S = 30.0
 #: ``snapshot`` and ``wait`` carry the last matched line: at most this many characters of it.
@@ -52,7 +49,7 @@ BEHIND_REASON = f"matching fell behind the output for over {BEHIND_LIMIT_S:g} s 
 
 
 def _result(sink: str, target: str, error: str | None) -> dict:
-    result = {"sink": sink, "target": target, "ok": error is None, "at": _fsio.now_rfc3339()}
+    result = {"sink": sink, "target": target, "ok": error is None, "at": fsio.now_rfc3339()}
     if error is not None:
         result["error"] = error
     return result
@@ -72,7 +69,7 @@ def append_line(path: str, event: dict) -> str | None:
         # O_NONBLOCK: a FIFO nobody reads is an error here, not a supervisor stuck in open().
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
         try:
-            os.write(fd, (_fsio.dumps(event, indent=None) + "\n").encode())
+            os.write(fd, (fsio.dumps(event, indent=None) + "\n").encode())
         finally:
             os.close(fd)
     except OSError as exc:
@@ -96,7 +93,7 @@ class _Pending:
 
 
 class Notifier:
-    def __init__(self, job_dir: str, meta: dict, errors: _fsio.WriteErrors) -> None:
+    def __init__(self, job_dir: str, meta: dict, errors: fsio.WriteErrors) -> None:
         self.job_dir = job_dir
         self.meta = meta
         self.errors = errors
@@ -148,9 +145,9 @@ class Notifier:
             "job_id": self.meta["job"]["id"],
             "command": self.meta["command"],
             "cwd": self.meta["cwd"],
-            "stdout_log_path": self._path(_fsio.STDOUT),
-            "stderr_log_path": self._path(_fsio.STDERR),
-            "full_log_path": self._path(_fsio.FULL),
+            "stdout_log_path": self._path(fsio.STDOUT),
+            "stderr_log_path": self._path(fsio.STDERR),
+            "full_log_path": self._path(fsio.FULL),
         }
 
     # --- job.finished -------------------------------------------------------------------
@@ -173,21 +170,21 @@ class Notifier:
             if value is not None:
                 event[key] = value
         event["delivery_results"] = []
-        self._write_event(self._path(_fsio.COMPLETION_EVENT), event)
+        self._write_event(self._path(fsio.COMPLETION_EVENT), event)
         self._finished_event = event
 
     def _write_event(self, path: str, event: dict) -> None:
         try:
-            _fsio.write_json_atomic(path, event)
+            fsio.write_json_atomic(path, event)
         except OSError as exc:
-            self.errors.note(_fsio.describe(exc, path), event=True)
+            self.errors.note(fsio.describe(exc, path), event=True)
 
     def deliver_finished(self) -> None:
         """Deliver the event to its sinks, recording each result in ``completion_event.json``."""
         event = self._finished_event
         if event is None:
             return
-        path = self._path(_fsio.COMPLETION_EVENT)
+        path = self._path(fsio.COMPLETION_EVENT)
         if self.notify_file:
             error = append_line(self.notify_file, _without_results(event))
             event["delivery_results"].append(_result("file", self.notify_file, error))
@@ -327,22 +324,22 @@ class Notifier:
             match_type=trigger.get("match_type", "contains"),
             reason=reason,
             matched=self.matched,
-            at=_fsio.now_rfc3339(),
+            at=fsio.now_rfc3339(),
         )
         self._queue.append(_Pending(event, None, self._record_trigger_event))
 
     def _record_trigger_event(self, event: dict) -> None:
-        if (error := append_line(self._path(_fsio.NOTIFICATION_EVENTS), event)) is not None:
+        if (error := append_line(self._path(fsio.NOTIFICATION_EVENTS), event)) is not None:
             self.errors.note(error, event=True)
 
     def write_counters(self) -> None:
         """Bring ``triggers.json`` up to date (a failure is reported and tried again later)."""
-        path = self._path(_fsio.TRIGGERS)
+        path = self._path(fsio.TRIGGERS)
         try:
-            _fsio.write_json_atomic(path, self.counters())
+            fsio.write_json_atomic(path, self.counters())
         except OSError as exc:
             # Counted once, however many turns it takes to land.
-            self.errors.note(_fsio.describe(exc, path), event=not self._counters_failed)
+            self.errors.note(fsio.describe(exc, path), event=not self._counters_failed)
             self._counters_failed = True
             return
         self.counters_changed = self._counters_failed = False
@@ -382,9 +379,9 @@ class Notifier:
         self._serial += 1
         pending.stdin_path = self._path(f".event-{self._serial}.json")
         try:
-            _fsio.write_json_atomic(pending.stdin_path, _without_results(pending.event))
+            fsio.write_json_atomic(pending.stdin_path, _without_results(pending.event))
         except OSError as exc:
-            self.errors.note(_fsio.describe(exc, pending.stdin_path), event=True)
+            self.errors.note(fsio.describe(exc, pending.stdin_path), event=True)
             return f"cannot write the event: {exc}"
         event_path = event_path or pending.stdin_path
         env = dict(self.env)
