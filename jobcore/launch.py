@@ -17,7 +17,7 @@ import time
 
 from .errors import JobError
 from .store import FILE_MODE, JobDir
-from .supervisor import fsio, procs
+from .supervisor import fsio, procs, records
 
 ACK_TIMEOUT_S = 5.0
 _JOBCORE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -143,7 +143,7 @@ def _fail(jd: JobDir, cause: str) -> None:
         os.close(os.open(jd.file(fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
     except FileExistsError:
         state = jd.read_state()
-        if state["job"]["status"] in fsio.TERMINAL_STATES:
+        if records.is_ended(state):
             return  # it ran and recorded the end (exec_failed) before dying: that record stands
         procs.signal_job(jd.job_id, state.get("pid"), signal.SIGKILL)
     jd.write_state("failed", finished_at=fsio.now_rfc3339(), reason=f"launch_failed: {cause}")

@@ -50,7 +50,7 @@ from .payloads import (
 from .policy import Policy
 from .retention import auto_clean
 from .store import FILE_MODE, JobDir, Store, is_running, new_job_id
-from .supervisor import fsio, procs
+from .supervisor import fsio, procs, records
 from .times import epoch, finished_epoch, parse_age
 from .waiting import Steps, WaitFor
 
@@ -67,7 +67,6 @@ SUPERVISOR_GRACE_S = 1.0
 _CREATE_ID_TRIES = 16
 #: Taken around counting running jobs and launching one, when ``max_running`` is set.
 LAUNCH_LOCK = ".launch.lock"
-DEFAULT_SHELL_WRAPPER = ("sh", "-c")
 
 _Op = TypeVar("_Op", bound=Callable[..., Any])
 
@@ -95,23 +94,6 @@ def _capped_max_bytes(max_bytes: int) -> tuple[int, dict[str, int] | None]:
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
-
-
-def _is_ended(state: dict[str, Any]) -> bool:
-    return state["job"]["status"] in fsio.TERMINAL_STATES
-
-
-def _end_fields(state: dict[str, Any]) -> dict[str, Any]:
-    """exit code, signal, finish time, duration and reason, as the payloads name them."""
-    result = state.get("result", {})
-    return {
-        "exit_code": result.get("exit_code"),
-        "signal": result.get("signal"),
-        "finished_at": state.get("finished_at"),
-        "duration_ms": result.get("duration_ms"),
-        "reason": state.get("reason"),
-        "write_errors": state.get("write_errors"),
-    }
 
 
 def _events(jd: JobDir) -> Events | None:
@@ -148,7 +130,7 @@ def wait_for_end(jd: JobDir, deadline: float) -> Steps[dict[str, Any]]:
             stack.callback(os.close, fifo)
             state = jd.observed_state()
             remaining = deadline - time.monotonic()
-            if _is_ended(state) or remaining <= 0:
+            if records.is_ended(state) or remaining <= 0:
                 return state
             request = WaitFor([fifo], remaining)
             if state.get("reason") == "supervisor_lost":
@@ -207,15 +189,15 @@ def _end_unresponsive(jd: JobDir, supervisor: int) -> Steps[dict[str, Any]]:
     """
     with jd.lock():
         state = jd.read_state()
-        if _is_ended(state):
+        if records.is_ended(state):
             return state
         pgid = state.get("pid")
         status = procs.exit_status(pgid) if pgid is not None else None
         yield from _kill_supervisor(jd, supervisor)
         state = jd.read_state()
-        if _is_ended(state) or procs.job_processes(jd.job_id, pgid):
+        if records.is_ended(state) or procs.job_processes(jd.job_id, pgid):
             return state  # a process came back to life: recorded as a lost supervisor's job
-        started_at = state["job"].get("started_at")
+        started_at = records.started_at(state)
         fields: dict[str, Any] = {
             "started_at": started_at,
             "pid": pgid,
@@ -341,7 +323,7 @@ def _check_definition(policy: Policy, meta: dict[str, Any]) -> None:
         policy.check_path("env_files", path)
     policy.check_command("command", meta["command"])
     # A chosen wrapper is a program the job runs too (sh -c, the default, is not checked).
-    if isinstance(meta["command"], str) and tuple(meta["shell_wrapper"]) != DEFAULT_SHELL_WRAPPER:
+    if isinstance(meta["command"], str) and tuple(meta["shell_wrapper"]) != records.DEFAULT_SHELL_WRAPPER:
         policy.check_command("shell_wrapper", meta["shell_wrapper"])
     notification = meta.get("notification", {})
     trigger = notification.get("on_output_match", {})
@@ -388,26 +370,24 @@ class Operations:
         env_files = [_resolve(cwd, p) for p in spec.env_files]
         stdin_file = None if spec.stdin_file is None else _resolve(cwd, spec.stdin_file)
         env = spec.env or {}
-        meta: dict[str, Any] = {
-            "job": {"id": ""},
-            "schema_version": "0.1",
-            "command": spec.command,
-            "cwd": cwd,
-            "created_at": fsio.now_rfc3339(),
+        meta = records.meta_record(
+            "",  # the id is set once the job's directory exists, after every check
+            command=spec.command,
+            cwd=cwd,
+            created_at=fsio.now_rfc3339(),
             # Orders jobs created within one millisecond (created_at has ms resolution).
-            "created_ns": time.time_ns(),
-            "env_keys": list(env),
-            "env_vars": [f"{k}={'***' if k in spec.mask else v}" for k, v in env.items()],
-            "mask": spec.mask,
-            "inherit_env": spec.inherit_env,
-            "env_files": env_files,
-            "timeout_ms": _ms(spec.timeout),
-            "kill_after_ms": _ms(spec.kill_after),
-            "tags": spec.tags,
-            "shell_wrapper": spec.shell_wrapper or list(DEFAULT_SHELL_WRAPPER),
-        }
-        if notification := _notification(spec, cwd):
-            meta["notification"] = notification
+            created_ns=time.time_ns(),
+            env_keys=list(env),
+            env_vars=[f"{k}={'***' if k in spec.mask else v}" for k, v in env.items()],
+            mask=spec.mask,
+            inherit_env=spec.inherit_env,
+            env_files=env_files,
+            timeout_ms=_ms(spec.timeout),
+            kill_after_ms=_ms(spec.kill_after),
+            tags=spec.tags,
+            shell_wrapper=spec.shell_wrapper,
+            notification=_notification(spec, cwd),
+        )
         _check_definition(self.policy, meta)
         if stdin_file is not None:
             self.policy.check_path("stdin_file", stdin_file)
@@ -502,11 +482,11 @@ class Operations:
         jd = self.store.open(inp.job_id)
         with jd.lock():
             state = jd.read_state()
-            if state["job"]["status"] != "created":
+            if records.status(state) != "created":
                 raise JobError(
                     "invalid_state",
                     f"job {jd.job_id} is {state['job']['status']}; only a created job can be started",
-                    details={"job_id": jd.job_id, "state": state["job"]["status"]},
+                    details={"job_id": jd.job_id, "state": records.status(state)},
                 )
             _check_definition(self.policy, jd.read_meta())
             with self._launch_slot(jd):
@@ -541,7 +521,7 @@ class Operations:
             state = jd.observed_state()
             # The slot is held from before the old run is stopped: a refused restart changes nothing.
             with self._launch_slot(jd):
-                if state["job"]["status"] != "created":
+                if records.status(state) != "created":
                     yield from self._stop_all(jd, state)
                     jd.empty_logs()
                     for name in fsio.RUN_FILES:
@@ -566,7 +546,7 @@ class Operations:
         left = yield from _stop_job(jd.job_id, state.get("pid"), signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
         if not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
             ended = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
-            if not _is_ended(ended):
+            if not records.is_ended(ended):
                 yield from _kill_supervisor(jd, supervisor)
         # Having recorded the end, the supervisor finishes its deliveries and exits on its own.
         while not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
@@ -597,11 +577,11 @@ class Operations:
         now = time.monotonic()
         meta = jd.read_meta()
         snap = self._snapshot(jd, obs.tail_lines, max_bytes)
-        ended = _is_ended(state)
+        ended = records.is_ended(state)
         return LaunchPayload(
             type=kind,  # type: ignore[arg-type]
             job_id=jd.job_id,
-            state=state["job"]["status"],
+            state=records.status(state),
             tags=meta["tags"],
             env_vars=meta["env_vars"] or None,
             stdout_log_path=jd.stdout_path,
@@ -611,7 +591,7 @@ class Operations:
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
             lowered_to=lowered,
-            **(_end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
+            **(records.end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
         )
 
     # --- reading ------------------------------------------------------------------------
@@ -631,12 +611,12 @@ class Operations:
         )
         return SnapshotPayload(
             job_id=jd.job_id,
-            state=state["job"]["status"],
+            state=records.status(state),
             command=meta["command"],
             cwd=meta["cwd"],
             tags=meta["tags"],
             created_at=meta["created_at"],
-            started_at=state["job"].get("started_at"),
+            started_at=records.started_at(state),
             updated_at=state["updated_at"],
             stdout_log_path=jd.stdout_path,
             stderr_log_path=jd.stderr_path,
@@ -644,7 +624,7 @@ class Operations:
             events=_events(jd),
             snapshot=snap,
             lowered_to=lowered,
-            **_end_fields(state),
+            **records.end_fields(state),
         )
         yield
 
@@ -657,17 +637,17 @@ class Operations:
         state = yield from wait_for_end(jd, begun + wait_s)
         waited_ms = _ms(time.monotonic() - begun)
         snap = self._snapshot(jd, inp.tail_lines, max_bytes)
-        ended = _is_ended(state)
+        ended = records.is_ended(state)
         return WaitPayload(
             job_id=jd.job_id,
-            state=state["job"]["status"],
+            state=records.status(state),
             waited_ms=waited_ms,
             timed_out=not ended,
             events=_events(jd),
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
             lowered_to=lowered,
-            **_end_fields(state),
+            **records.end_fields(state),
         )
 
     # --- signalling ---------------------------------------------------------------------
@@ -676,7 +656,7 @@ class Operations:
     def kill(self, inp: KillInput) -> Steps[KillPayload]:
         jd = self.store.open(inp.job_id)
         state = jd.observed_state()
-        if state["job"]["status"] == "created":
+        if records.status(state) == "created":
             raise JobError(
                 "invalid_state", f"job {jd.job_id} has not started; nothing to kill", details={"job_id": jd.job_id}
             )
@@ -711,15 +691,15 @@ class Operations:
         ):
             # The job is gone: its supervisor records the end at once, unless it is stuck.
             state = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
-            if not _is_ended(state):
+            if not records.is_ended(state):
                 state = yield from _end_unresponsive(jd, supervisor)
         else:
             state = yield from wait_for_end(jd, deadline)
         return KillPayload(
             job_id=jd.job_id,
             signal=sent,
-            state=state["job"]["status"],
-            exit_code=state.get("result", {}).get("exit_code"),
+            state=records.status(state),
+            exit_code=records.exit_code(state),
             observed_within_ms=_ms(time.monotonic() - begun),
         )
 
@@ -744,7 +724,7 @@ class Operations:
                 skipped += 1
                 continue
             jd, meta, state = entry
-            status = state["job"]["status"]
+            status = records.status(state)
             cwd = meta["cwd"]
             if scope is not None and cwd != scope and not cwd.startswith(scope.rstrip("/") + "/"):
                 continue
@@ -762,10 +742,10 @@ class Operations:
                         command=meta["command"],
                         cwd=cwd,
                         tags=meta["tags"],
-                        exit_code=state["result"].get("exit_code"),
+                        exit_code=records.exit_code(state),
                         reason=state.get("reason"),
                         created_at=meta["created_at"],
-                        started_at=state["job"].get("started_at"),
+                        started_at=records.started_at(state),
                         finished_at=state.get("finished_at"),
                         updated_at=state["updated_at"],
                     ),
@@ -810,10 +790,10 @@ class Operations:
             with jd.lock():
                 return self._delete_locked(jd, jd.read_state(), dry_run, by_age)
         except JobError:
-            return DeleteEntry(job_id=jd.job_id, state=state["job"]["status"], action="skipped", reason="gone")
+            return DeleteEntry(job_id=jd.job_id, state=records.status(state), action="skipped", reason="gone")
 
     def _delete_locked(self, jd: JobDir, state: dict[str, Any], dry_run: bool, by_age: float | None) -> DeleteEntry:
-        status = state["job"]["status"]
+        status = records.status(state)
 
         def entry(action: str, reason: str) -> DeleteEntry:
             return DeleteEntry(job_id=jd.job_id, state=status, action=action, reason=reason)  # type: ignore[arg-type]

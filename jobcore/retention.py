@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import JobError
 from .store import FILE_MODE, JobDir, Store
-from .supervisor import fsio, procs
+from .supervisor import fsio, procs, records
 from .times import finished_epoch, parse_age
 
 RETENTION_ENV = "AGENT_JOBS_RETENTION"
@@ -70,7 +70,7 @@ def auto_clean(root: Path, *, force: bool = False, budget_s: float = BUDGET_S) -
 
 
 def _expired(state: dict, cutoff: float) -> bool:
-    return state["job"]["status"] in fsio.TERMINAL_STATES and finished_epoch(state) < cutoff
+    return records.is_ended(state) and finished_epoch(state) < cutoff
 
 
 def candidates(root: Path, cutoff: float, deadline: float) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JobError, invalid_input
-from .supervisor import fsio, procs
+from .supervisor import fsio, procs, records
 
 _ID_INPUT = re.compile(r"[0-9a-f]{4,32}")
 _FULL_ID = re.compile(r"[0-9a-f]{32}")
@@ -81,8 +81,8 @@ class JobDir:
 
     def write_state(self, status: str, **fields: Any) -> dict[str, Any]:
         """Write ``state.json``; an end record survives an OS crash once written."""
-        record = fsio.state_record(self.job_id, status, **fields)
-        durable = status in fsio.TERMINAL_STATES
+        record = records.state_record(self.job_id, status, **fields)
+        durable = status in records.TERMINAL_STATES
         fsio.write_json_atomic(self.file(fsio.STATE), record, mode=FILE_MODE, durable=durable)
         return record
 
@@ -153,9 +153,8 @@ class JobDir:
 
     def _record_lost_supervisor(self, state: dict[str, Any]) -> dict[str, Any]:
         pgid = state.get("pid")
-        job = state["job"]
         common = {
-            "started_at": job.get("started_at"),
+            "started_at": records.started_at(state),
             "pid": pgid,
             "supervisor_pid": state.get("supervisor_pid"),
             "reason": "supervisor_lost",
@@ -168,7 +167,7 @@ class JobDir:
 
 
 def _supervisor_lost(jd: JobDir, state: dict[str, Any]) -> bool:
-    if state["job"]["status"] != "running":
+    if records.status(state) != "running":
         return False
     spid = state.get("supervisor_pid")
     if spid is None or procs.is_supervisor_of(spid, str(jd.path)):
@@ -183,7 +182,7 @@ def _supervisor_lost(jd: JobDir, state: dict[str, Any]) -> bool:
 def is_running(jd: JobDir, state: dict[str, Any]) -> bool:
     """Whether a job counts as running, judged without writing anything (no lock is taken):
     recorded ``running`` and its supervisor or its process group still alive."""
-    if state["job"]["status"] != "running":
+    if records.status(state) != "running":
         return False
     spid = state.get("supervisor_pid")
     if spid is not None and procs.is_supervisor_of(spid, str(jd.path)):

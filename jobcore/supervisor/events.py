@@ -1,13 +1,10 @@
-"""Completion events and output triggers, delivered by the supervisor (issue 4).
+"""Completion events and output triggers, delivered by the supervisor.
 
-Standard library only (the supervisor imports it by file path). Sinks never hold a job
+Standard library only (part of the supervisor's subpackage). Sinks never hold a job
 back: the end is in ``state.json`` before any sink runs, notify commands run as tracked
 children with a time limit, and trigger deliveries queue in order, so a slow or failing
-sink delays only the deliveries behind it and every outcome is recorded.
-
-Neither does a trigger's pattern: lines wait in a queue and are matched a slice of CPU at
-a time between the supervisor's other duties, and a pattern that takes too long on one
-line, or cannot keep up with the output, is disabled for the job (see ``docs/records.md``).
+sink delays only the deliveries behind it and every outcome is recorded. Neither does a
+trigger's pattern: :mod:`.matcher` matches lines a slice of CPU at a time.
 """
 
 from __future__ import annotations
@@ -17,50 +14,14 @@ import os
 import time
 from _collections_abc import Callable  # collections.abc without importing collections
 
-from . import fsio
+from . import fsio, records
+from .matcher import QUEUE_HIGH_WATER, Matcher
 
 COMMAND_TIME_LIMIT_S = 30.0
-#: ``snapshot`` and ``wait`` carry the last matched line: at most this many characters of it.
-LAST_LINE_CHARS = 4096
 #: Trigger events waiting for their notify command beyond this are recorded at once as not
 #: delivered. Events are recorded in notification_events.ndjson as their deliveries end, so
 #: with a notify command ``seq`` (the match's number) is the order of the lines matched.
 MAX_QUEUED = 1000
-#: CPU time matching one line may take before the trigger is disabled for the job.
-LINE_LIMIT_S = 0.25
-#: Matching CPU time per turn of the supervisor's loop; lines left wait for the next turn, so
-#: the timeout, kill requests and the job's end are seen in between.
-TURN_LIMIT_S = 0.1
-#: Matching CPU time spent while never catching up with the output before the trigger is
-#: disabled: events that late are no use, and the queue must not grow for ever.
-BEHIND_LIMIT_S = 5.0
-#: The logs wait while this much (bytes, plus an allowance per line) is queued for matching.
-QUEUE_HIGH_WATER = 1 << 20
-_LINE_ALLOWANCE = 64
-#: How often CPU time is looked at while matching (an ``ITIMER_PROF`` tick, so a busy machine
-#: does not count against a pattern).
-_TICK_S = 0.05
-_TURN_TICKS = round(TURN_LIMIT_S / _TICK_S)
-_BEHIND_TICKS = round(BEHIND_LIMIT_S / _TICK_S)
-#: A line seen at this many ticks in a row has run at least (n - 1) ticks.
-_LINE_TICKS = round(LINE_LIMIT_S / _TICK_S) + 1
-LINE_LIMIT_REASON = f"matching one line took over {LINE_LIMIT_S:g} s of CPU"
-BEHIND_REASON = f"matching fell behind the output for over {BEHIND_LIMIT_S:g} s of CPU"
-
-
-def _result(sink: str, target: str, error: str | None) -> dict:
-    result = {"sink": sink, "target": target, "ok": error is None, "at": fsio.now_rfc3339()}
-    if error is not None:
-        result["error"] = error
-    return result
-
-
-def _without_results(event: dict) -> dict:
-    return {k: v for k, v in event.items() if k != "delivery_results"}
-
-
-class _Runaway(Exception):
-    """Raised by the CPU tick handler into a match that has run too long."""
 
 
 def append_line(path: str, event: dict) -> str | None:
@@ -82,7 +43,7 @@ def append_line(path: str, event: dict) -> str | None:
 class _Pending:
     """One event on its way: its file deliveries done, its notify command still to run."""
 
-    def __init__(self, event: dict, command: str | None, done: Callable[[dict], None]) -> None:
+    def __init__(self, event: records.Event, command: str | None, done: Callable[[records.Event], None]) -> None:
         self.event = event
         self.command = command
         self.done = done  # called with the event once every delivery has a result
@@ -93,23 +54,19 @@ class _Pending:
 
 
 class Notifier:
-    def __init__(self, job_dir: str, meta: dict, errors: fsio.WriteErrors) -> None:
+    def __init__(self, job_dir: str, meta: records.MetaRecord, errors: fsio.WriteErrorTally) -> None:
         self.job_dir = job_dir
         self.meta = meta
         self.errors = errors
         #: The job's environment, which notify commands get too (set once the job is spawned).
         self.env: dict[str, str] = {}
-        self._finished_event: dict | None = None
-        self.wrapper = list(meta.get("shell_wrapper") or ["sh", "-c"])
+        self._finished_event: records.FinishedEvent | None = None
+        self.wrapper = records.wrapper(meta)
         notification = meta.get("notification") or {}
         self.notify_command: str | None = notification.get("notify_command")
         self.notify_file: str | None = notification.get("notify_file")
-        self.trigger: dict | None = notification.get("on_output_match")
-        self._regex = None
-        if self.trigger and self.trigger.get("match_type") == "regex":
-            import re  # only for regex triggers: it costs every other launch ~3 ms
-
-            self._regex = re.compile(self.trigger["pattern"])
+        self.trigger: records.TriggerSpec | None = notification.get("on_output_match")
+        self._matcher = Matcher(self.trigger) if self.trigger else None
         self.matched = 0
         self.undelivered = 0
         self.last_line: str | None = None
@@ -121,59 +78,20 @@ class Notifier:
         self._finished: _Pending | None = None
         self._queue: list[_Pending] = []
         self._serial = 0
-        # Lines waiting to be matched: (stream, lines) batches, the head read from _head on.
-        self._lines: list[tuple[str, list[bytes]]] = []
-        self._head = 0
-        self._queued = 0
-        # Read by the tick handler: the line being matched (0: none), the last one it saw.
-        self._current = 0
-        self._line_serial = 0
-        self._ticked = 0
-        self._same_ticks = 0
-        self._ticks = 0
-        self._behind_ticks = 0
-        if self.trigger:
-            _signal.signal(_signal.SIGPROF, self._on_tick)
 
     def _path(self, name: str) -> str:
         return os.path.join(self.job_dir, name)
 
-    def _base_event(self, event_type: str) -> dict:
-        return {
-            "schema_version": "0.1",
-            "event_type": event_type,
-            "job_id": self.meta["job"]["id"],
-            "command": self.meta["command"],
-            "cwd": self.meta["cwd"],
-            "stdout_log_path": self._path(fsio.STDOUT),
-            "stderr_log_path": self._path(fsio.STDERR),
-            "full_log_path": self._path(fsio.FULL),
-        }
-
     # --- job.finished -------------------------------------------------------------------
 
-    def record_finished(self, state: dict) -> None:
+    def record_finished(self, state: records.StateRecord) -> None:
         """Build the ``job.finished`` event from the end about to be recorded and write it to
         ``completion_event.json`` first: whoever sees the end in ``state.json`` finds it."""
-        event = self._base_event("job.finished")
-        event.update(
-            state=state["job"]["status"],
-            started_at=state["job"].get("started_at"),
-            finished_at=state.get("finished_at"),
-            duration_ms=state["result"].get("duration_ms"),
-        )
-        for key, value in (
-            ("exit_code", state["result"].get("exit_code")),
-            ("signal", state["result"].get("signal")),
-            ("reason", state.get("reason")),
-        ):
-            if value is not None:
-                event[key] = value
-        event["delivery_results"] = []
+        event = records.finished_event(self.meta, self.job_dir, state)
         self._write_event(self._path(fsio.COMPLETION_EVENT), event)
         self._finished_event = event
 
-    def _write_event(self, path: str, event: dict) -> None:
+    def _write_event(self, path: str, event: records.Event) -> None:
         try:
             fsio.write_json_atomic(path, event)
         except OSError as exc:
@@ -186,8 +104,8 @@ class Notifier:
             return
         path = self._path(fsio.COMPLETION_EVENT)
         if self.notify_file:
-            error = append_line(self.notify_file, _without_results(event))
-            event["delivery_results"].append(_result("file", self.notify_file, error))
+            error = append_line(self.notify_file, records.without_results(event))
+            event["delivery_results"].append(records.delivery_result("file", self.notify_file, error))
             self._write_event(path, event)
         if self.notify_command:
             pending = _Pending(event, self.notify_command, lambda ev: self._write_event(path, ev))
@@ -204,107 +122,43 @@ class Notifier:
 
     def room(self) -> int:
         """Bytes the logs may hand over before matching catches up."""
-        return max(0, QUEUE_HIGH_WATER - self._queued)
+        return self._matcher.room() if self._matcher is not None else QUEUE_HIGH_WATER
 
     def on_lines(self, stream: str, lines: list[bytes]) -> None:
         """Queue complete lines for matching (:meth:`match_pending` does it)."""
-        if self.watches(stream):
-            self._lines.append((stream, lines))
-            self._queued += sum(map(len, lines)) + _LINE_ALLOWANCE * len(lines)
+        if self._matcher is not None and self.watches(stream):
+            self._matcher.add(stream, lines)
 
     def match_pending(self) -> None:
-        """Match queued lines for up to a turn's CPU time and deliver what matched.
-
-        A CPU-time timer ticks while we match; its handler counts the turn's ticks and
-        raises into a match still on the same line after the line limit (``re`` looks at
-        signals while it runs), so no pattern holds the supervisor longer than that.
-        """
-        if not self._lines:
-            self._behind_ticks = 0
+        """Match queued lines for up to a turn's CPU time and deliver what matched."""
+        matcher = self._matcher
+        if matcher is None or not matcher.lines_waiting:
+            if matcher is not None:
+                matcher.idle()
             return
-        self._ticks = 0
-        found: list[tuple[str, str]] = []
-        runaway = False
-        _signal.setitimer(_signal.ITIMER_PROF, _TICK_S, _TICK_S)
-        try:
-            self._match_turn(found)
-        except _Runaway:
-            runaway = True
-        finally:
-            _signal.setitimer(_signal.ITIMER_PROF, 0, 0)
-            self._current = 0
+        found, disable = matcher.turn()
         for stream, line in found:
             self._on_match(stream, line)
-        if runaway:
-            self._disable(LINE_LIMIT_REASON)
-        elif self._lines:
-            self._behind_ticks += self._ticks
-            if self._behind_ticks >= _BEHIND_TICKS:
-                self._disable(BEHIND_REASON)
-        else:
-            self._behind_ticks = 0
+        if disable is not None:
+            self._disable(disable)
         self._advance_queue()
 
-    def _match_turn(self, found: list[tuple[str, str]]) -> None:
-        search = self._regex.search if self._regex is not None else None
-        pattern = self.trigger["pattern"] if self.trigger else ""
-        serial = self._line_serial
-        while self._lines and self._ticks < _TURN_TICKS:
-            stream, lines = self._lines[0]
-            start = i = self._head
-            while i < len(lines) and self._ticks < _TURN_TICKS:
-                raw = lines[i]
-                i += 1
-                line = raw.decode("utf-8", "replace").rstrip("\r")
-                serial += 1
-                self._current = serial
-                hit = search(line) if search is not None else pattern in line
-                self._current = 0
-                if hit:
-                    found.append((stream, line))
-            self._line_serial = serial
-            self._queued -= sum(map(len, lines[start:i])) + _LINE_ALLOWANCE * (i - start)
-            if i < len(lines):
-                self._head = i
-            else:
-                self._lines.pop(0)  # few batches: each is up to a read's worth of lines
-                self._head = 0
-
-    def _on_tick(self, signum: int, frame: object) -> None:
-        self._ticks += 1
-        current = self._current
-        if current == 0 or current != self._ticked:
-            self._ticked = current
-            self._same_ticks = 1
-            return
-        self._same_ticks += 1
-        if self._same_ticks >= _LINE_TICKS:
-            self._current = 0  # raise once: a tick before the handler's catch finds no line
-            raise _Runaway
-
     def _on_match(self, stream: str, line: str) -> None:
-        trigger = self.trigger or {}
+        trigger = self.trigger
+        assert trigger is not None  # lines are matched only for a trigger
         self.matched += 1
         self.last_line = line
         self.counters_changed = True
-        event = self._base_event("job.output.matched")
-        event.update(
-            seq=self.matched,
-            pattern=trigger["pattern"],
-            match_type=trigger.get("match_type", "contains"),
-            stream=stream,
-            line=line,
-            delivery_results=[],
-        )
+        event = records.trigger_event(self.meta, self.job_dir, self.matched, trigger, stream, line)
         if trigger.get("notify_file"):
-            error = append_line(trigger["notify_file"], _without_results(event))
-            event["delivery_results"].append(_result("file", trigger["notify_file"], error))
+            error = append_line(trigger["notify_file"], records.without_results(event))
+            event["delivery_results"].append(records.delivery_result("file", trigger["notify_file"], error))
         command = trigger.get("notify_command")
         if command and len(self._queue) >= MAX_QUEUED:
             # Memory stays bounded: recorded now, as not delivered, ahead of the queued ones.
             self.undelivered += 1
             event["delivery_results"].append(
-                _result("command", command, f"not delivered: {MAX_QUEUED} deliveries already queued")
+                records.delivery_result("command", command, f"not delivered: {MAX_QUEUED} deliveries already queued")
             )
             self._record_trigger_event(event)
             return
@@ -313,22 +167,15 @@ class Notifier:
     def _disable(self, reason: str) -> None:
         """No more matching for this job; the reason goes to the counters and, in order
         after the events before it, to ``notification_events.ndjson``."""
-        trigger = self.trigger or {}
+        trigger = self.trigger
+        assert trigger is not None and self._matcher is not None  # only a trigger is disabled
         self.disabled = reason
         self.counters_changed = True
-        self._lines.clear()
-        self._head = self._queued = self._behind_ticks = 0
-        event = self._base_event("job.trigger.disabled")
-        event.update(
-            pattern=trigger["pattern"],
-            match_type=trigger.get("match_type", "contains"),
-            reason=reason,
-            matched=self.matched,
-            at=fsio.now_rfc3339(),
-        )
+        self._matcher.clear()
+        event = records.trigger_disabled_event(self.meta, self.job_dir, trigger, reason, self.matched)
         self._queue.append(_Pending(event, None, self._record_trigger_event))
 
-    def _record_trigger_event(self, event: dict) -> None:
+    def _record_trigger_event(self, event: records.Event) -> None:
         if (error := append_line(self._path(fsio.NOTIFICATION_EVENTS), event)) is not None:
             self.errors.note(error, event=True)
 
@@ -357,16 +204,11 @@ class Notifier:
             error = self._spawn(head, event_path=None)
             if error is None:
                 return
-            head.event["delivery_results"].append(_result("command", head.command, error))
+            head.event["delivery_results"].append(records.delivery_result("command", head.command, error))
             head.command = None
 
-    def counters(self) -> dict:
-        counters: dict = {"matched": self.matched, "undelivered": self.undelivered}
-        if self.last_line is not None:
-            counters["last_line"] = self.last_line[:LAST_LINE_CHARS]
-        if self.disabled is not None:
-            counters["disabled"] = self.disabled
-        return counters
+    def counters(self) -> records.TriggerCounters:
+        return records.trigger_counters(self.matched, self.undelivered, self.last_line, self.disabled)
 
     # --- notify commands, as tracked children -------------------------------------------
 
@@ -374,22 +216,20 @@ class Notifier:
         """Start ``pending``'s notify command with the event on stdin; the error if it cannot.
 
         The event goes through a file of its own (the one the command's stdin reads),
-        which is also ``AGENT_JOBS_EVENT_PATH`` unless ``event_path`` names another.
+        which is also :data:`records.EVENT_PATH_VAR` unless ``event_path`` names another.
         """
         self._serial += 1
         pending.stdin_path = self._path(f".event-{self._serial}.json")
         try:
-            fsio.write_json_atomic(pending.stdin_path, _without_results(pending.event))
+            fsio.write_json_atomic(pending.stdin_path, records.without_results(pending.event))
         except OSError as exc:
             self.errors.note(fsio.describe(exc, pending.stdin_path), event=True)
             return f"cannot write the event: {exc}"
         event_path = event_path or pending.stdin_path
         env = dict(self.env)
-        env.update(
-            AGENT_JOBS_JOB_ID=self.meta["job"]["id"],
-            AGENT_JOBS_EVENT_TYPE=pending.event["event_type"],
-            AGENT_JOBS_EVENT_PATH=event_path,
-        )
+        env[records.MARKER_VAR] = records.meta_job_id(self.meta)
+        env[records.SINK_VAR] = pending.event["event_type"]
+        env[records.EVENT_PATH_VAR] = event_path
         argv = [*self.wrapper, pending.command]
         try:
             stdin = os.open(pending.stdin_path, os.O_RDONLY)
@@ -420,7 +260,7 @@ class Notifier:
             os.unlink(pending.stdin_path)
         except OSError:
             pass
-        pending.event["delivery_results"].append(_result("command", pending.command or "", error))
+        pending.event["delivery_results"].append(records.delivery_result("command", pending.command or "", error))
         pending.pid = None
         pending.command = None
         if pending is self._finished:
@@ -463,9 +303,9 @@ class Notifier:
     @property
     def lines_waiting(self) -> bool:
         """Lines are queued for matching."""
-        return bool(self._lines)
+        return self._matcher is not None and self._matcher.lines_waiting
 
     @property
     def busy(self) -> bool:
         """Lines left to match or deliveries left to finish."""
-        return self._finished is not None or bool(self._queue) or bool(self._lines)
+        return self._finished is not None or bool(self._queue) or self.lines_waiting

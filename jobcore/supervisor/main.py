@@ -24,7 +24,7 @@ import select
 import time
 from _collections_abc import Callable  # collections.abc without importing collections
 
-from . import events, fsio, procs
+from . import events, fsio, procs, records
 
 _PR_SET_CHILD_SUBREAPER = 36
 _FOLLOW_MIN_S = 0.005
@@ -64,7 +64,7 @@ class LogFollower:
         full_fd: int,
         full_path: str,
         on_lines: Callable[[str, list[bytes]], None],
-        errors: fsio.WriteErrors,
+        errors: fsio.WriteErrorTally,
     ) -> None:
         self._path = path
         self._fd = os.open(path, os.O_RDONLY)
@@ -150,11 +150,11 @@ def find_program(name: str, env: dict[str, str]) -> str:
 
 
 class Supervisor:
-    def __init__(self, job_dir: str, errors: fsio.WriteErrors) -> None:
+    def __init__(self, job_dir: str, errors: fsio.WriteErrorTally) -> None:
         self.job_dir = job_dir
         self.errors = errors
-        self.meta = fsio.read_json(self._path(fsio.META))
-        self.job_id: str = self.meta["job"]["id"]
+        self.meta: records.MetaRecord = fsio.read_json(self._path(fsio.META))
+        self.job_id = records.meta_job_id(self.meta)
         self.pid: int | None = None
         self.started_at = ""
         self.spawned_mono = 0.0
@@ -165,7 +165,7 @@ class Supervisor:
         self.kill_after_s = self.meta.get("kill_after_ms", 5000) / 1000
         self.env: dict[str, str] = {}
         #: Called once with the terminal state record before it is first written.
-        self.before_end: Callable[[dict], None] = lambda record: None
+        self.before_end: Callable[[records.StateRecord], None] = lambda record: None
         # What state.json is to hold, and whether it (with the write errors known then) does.
         self._status = ""
         self._fields: dict[str, object] = {}
@@ -177,8 +177,8 @@ class Supervisor:
     def _path(self, name: str) -> str:
         return os.path.join(self.job_dir, name)
 
-    def _record(self) -> dict:
-        return fsio.state_record(
+    def _record(self) -> records.StateRecord:
+        return records.state_record(
             self.job_id,
             self._status,
             supervisor_pid=os.getpid(),
@@ -191,7 +191,7 @@ class Supervisor:
         """Record ``status``; the terminal record is made durable, and the ``job.finished``
         event (``before_end``) is written first, so whoever sees the end finds it."""
         self._status, self._fields = status, fields
-        if status in fsio.TERMINAL_STATES:
+        if status in records.TERMINAL_STATES:
             self.before_end(self._record())
             self._end_retry_until = time.monotonic() + _END_RETRY_S
         self._written = False
@@ -201,7 +201,7 @@ class Supervisor:
         counted = self.errors.count
         path = self._path(fsio.STATE)
         try:
-            fsio.write_json_atomic(path, self._record(), durable=self._status in fsio.TERMINAL_STATES)
+            fsio.write_json_atomic(path, self._record(), durable=self._status in records.TERMINAL_STATES)
         except OSError as exc:
             self.errors.last_error = fsio.describe(exc, path)
             return
@@ -229,23 +229,20 @@ class Supervisor:
     def build_env(self) -> dict[str, str]:
         env = dict(os.environ) if self.meta.get("inherit_env", True) else {}
         # Inherited from a server started by a notify command, it would make the job look like one.
-        env.pop(procs.SINK_VAR, None)
+        env.pop(records.SINK_VAR, None)
         for path in self.meta.get("env_files", []):
             env.update(parse_env_file(path))
         try:
             env.update(fsio.read_json(self._path(fsio.ENV)))
         except FileNotFoundError:
             pass
-        env[procs.MARKER_VAR] = self.job_id
+        env[records.MARKER_VAR] = self.job_id
         return env
 
     def spawn(self) -> None:
         """Start the command and record it ``running``, or ``failed`` with ``exec_failed``
         when it cannot start."""
-        command = self.meta["command"]
-        argv = (
-            [*(self.meta.get("shell_wrapper") or ["sh", "-c"]), command] if isinstance(command, str) else list(command)
-        )
+        argv = records.shell_argv(self.meta)
         self.started_at = fsio.now_rfc3339()
         fds: list[int] = []
         try:
@@ -368,7 +365,7 @@ def main(job_dir: str) -> int:
         _signal.signal(signum, lambda *_: None)
     _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
 
-    errors = fsio.WriteErrors()
+    errors = fsio.WriteErrorTally()
     sup = Supervisor(job_dir, errors)
     notifier = events.Notifier(job_dir, sup.meta, errors)
     sup.before_end = notifier.record_finished
