@@ -1,4 +1,4 @@
-"""Tags, completion events, output triggers and retention (issue 4), with real processes."""
+"""Tags, completion events, output triggers and retention, with real processes."""
 
 from __future__ import annotations
 

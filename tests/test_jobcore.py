@@ -1,4 +1,4 @@
-"""jobcore with real processes, files and signals (issue 2, "Must show" 1-10)."""
+"""jobcore with real processes, files and signals."""
 
 from __future__ import annotations
 
