@@ -1,9 +1,9 @@
 """The per-job supervisor: started detached, runs one command and writes its record.
 
-Imported by path under ``python -S -E`` and run as ``main(job_dir)``, with fd 2 on the
-launcher's acknowledgement pipe (see :mod:`jobcore.launch`). Standard library only, and no
-package import: it starts once per job and stays resident for the job's life, so start-up
-time and memory are what it is judged by.
+Imported as ``supervisor.main`` under ``python -S -E`` and run as ``main(job_dir)``, with
+fd 2 on the launcher's acknowledgement pipe (see :mod:`jobcore.launch`). Standard library
+only, and never the engine's package: it starts once per job and stays resident for the
+job's life, so start-up time and memory are what it is judged by.
 
 The command gets ``stdout.log`` and ``stderr.log`` as its own stdout and stderr, so its
 output reaches disk without passing through us: nothing is lost if this process dies.
@@ -24,17 +24,11 @@ import select
 import time
 from _collections_abc import Callable  # collections.abc without importing collections
 
-from . import events, fsio, procs, records
+from . import events, follow, fsio, procs, records
 
 _PR_SET_CHILD_SUBREAPER = 36
 _FOLLOW_MIN_S = 0.005
 _FOLLOW_MAX_S = 0.25
-_READ_CHUNK = 1 << 18
-#: Most bytes copied per log between two looks at signals, so a flood of output never
-#: delays recording the end or enforcing the timeout.
-_PUMP_BUDGET = 1 << 22
-#: A line longer than this is written to full.log in pieces, so memory stays bounded.
-_PARTIAL_LINE_CAP = 1 << 16
 #: While the disk refuses the end record, it is tried again each turn for this long.
 _END_RETRY_S = 60.0
 #: A running job's record is rewritten with new write errors at most this often.
@@ -52,70 +46,6 @@ _RESET_SIGNALS = (
     _signal.SIGQUIT,
     _signal.SIGPROF,
 )
-
-
-class LogFollower:
-    """Copies new bytes of one log into ``full.log`` as timestamped lines."""
-
-    def __init__(
-        self,
-        path: str,
-        stream: str,
-        full_fd: int,
-        full_path: str,
-        on_lines: Callable[[str, list[bytes]], None],
-        errors: fsio.WriteErrorTally,
-    ) -> None:
-        self._path = path
-        self._fd = os.open(path, os.O_RDONLY)
-        self.stream = stream
-        self._label = stream.upper().encode()
-        self._full_fd = full_fd
-        self._full_path = full_path
-        self._on_lines = on_lines
-        self._errors = errors
-        self._partial = b""
-
-    def pump(self, budget: int = _PUMP_BUDGET) -> int:
-        """Copy what is new, up to ``budget`` bytes; returns how many were copied."""
-        total = 0
-        while total < budget:
-            try:
-                data = os.read(self._fd, _READ_CHUNK)
-            except OSError as exc:
-                self._errors.note(fsio.describe(exc, self._path))
-                break
-            if not data:
-                break
-            total += len(data)
-            lines = (self._partial + data).split(b"\n")
-            self._partial = lines.pop()
-            if len(self._partial) > _PARTIAL_LINE_CAP:
-                lines.append(self._partial)
-                self._partial = b""
-            self._emit(lines)
-        return total
-
-    def flush(self) -> None:
-        while self.pump():
-            pass
-        if self._partial:
-            self._emit([self._partial])
-            self._partial = b""
-
-    def _emit(self, lines: list[bytes]) -> None:
-        if not lines:
-            return
-        prefix = fsio.now_rfc3339().encode() + b" [" + self._label + b"] "
-        out = prefix + (b"\n" + prefix).join(lines) + b"\n"
-        view = memoryview(out)
-        try:
-            while view:
-                view = view[os.write(self._full_fd, view) :]
-        except OSError as exc:
-            # The lines stay in stdout.log / stderr.log: only full.log's copy is short.
-            self._errors.note(fsio.describe(exc, self._full_path), full_log_bytes=len(view))
-        self._on_lines(self.stream, lines)
 
 
 def parse_env_file(path: str) -> dict[str, str]:
@@ -386,7 +316,7 @@ def main(job_dir: str) -> int:
     full_path = os.path.join(job_dir, fsio.FULL)
     full_fd = os.open(full_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     followers = [
-        LogFollower(os.path.join(job_dir, name), stream, full_fd, full_path, notifier.on_lines, errors)
+        follow.LogFollower(os.path.join(job_dir, name), stream, full_fd, full_path, notifier.on_lines, errors)
         for name, stream in ((fsio.STDOUT, "stdout"), (fsio.STDERR, "stderr"))
     ]
     poller = select.poll()
@@ -413,7 +343,7 @@ def main(job_dir: str) -> int:
         has_children = _reap(sup, notifier)
         wake_on_end()
         # While matching is behind, a watched log waits (its bytes are safe in the file).
-        budgets = [notifier.room() if notifier.watches(f.stream) else _PUMP_BUDGET for f in followers]
+        budgets = [notifier.room() if notifier.watches(f.stream) else follow.PUMP_BUDGET for f in followers]
         moved = [f.pump(budget) for f, budget in zip(followers, budgets, strict=True)]
         notifier.match_pending()
         behind = any(m and m >= b for m, b in zip(moved, budgets, strict=True)) or notifier.lines_waiting
