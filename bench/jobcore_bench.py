@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jobcore import Jobs, _fsio
+from jobcore import Jobs
+from jobcore.supervisor import fsio
 
 from .table import Row
 
@@ -69,17 +70,17 @@ def _launch_once(jobs: Jobs, fifo: Path) -> float:
 @contextmanager
 def _plain_writes() -> Iterator[None]:
     """The engine's records written without fsync, as before they were made durable."""
-    write, sync_dir = _fsio.write_json_atomic, _fsio.sync_dir
+    write, sync_dir = fsio.write_json_atomic, fsio.sync_dir
 
     def plain(path: str, data: object, mode: int = 0o600, *, durable: bool = False) -> None:
         write(path, data, mode)
 
-    _fsio.write_json_atomic = plain  # type: ignore[assignment]
-    _fsio.sync_dir = lambda directory: None  # type: ignore[assignment]
+    fsio.write_json_atomic = plain  # type: ignore[assignment]
+    fsio.sync_dir = lambda directory: None  # type: ignore[assignment]
     try:
         yield
     finally:
-        _fsio.write_json_atomic, _fsio.sync_dir = write, sync_dir
+        fsio.write_json_atomic, fsio.sync_dir = write, sync_dir
 
 
 def _durable(jobs: Jobs, work: Path) -> list[Row]:
@@ -89,7 +90,7 @@ def _durable(jobs: Jobs, work: Path) -> list[Row]:
 
     def write(durable: bool) -> float:
         t0 = time.perf_counter()
-        _fsio.write_json_atomic(path, record, durable=durable)
+        fsio.write_json_atomic(path, record, durable=durable)
         return time.perf_counter() - t0
 
     # Interleaved, so both see the same disk weather.

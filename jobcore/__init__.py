@@ -3,8 +3,8 @@
 No MCP here. ``Jobs`` and ``AsyncJobs`` are the whole public surface; they return the
 payload models of :mod:`jobcore.payloads` and raise :class:`JobError`.
 
-The supervisor is started by file path (``python -S jobcore/supervisor.py``), so it never
-imports this package; keeping pydantic out of its start-up is why.
+The supervisor (:mod:`jobcore.supervisor`) is started by path under ``python -S``, so it
+never imports this package; keeping pydantic out of its start-up is why.
 """
 
 from .api import AsyncJobs, Jobs

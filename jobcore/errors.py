@@ -18,7 +18,7 @@ ErrorCode = Literal[
 
 
 class JobError(Exception):
-    """A refused or failed operation, with the CONTRACT §4 error code."""
+    """A refused or failed operation, with its error code (every code: ``docs/payloads.md``)."""
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import invalid_input
+from .payloads import JobState
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -209,7 +210,7 @@ class KillInput(JobRef):
 
 
 class ListInput(_Input):
-    state: Literal["created", "running", "exited", "killed", "failed"] | None = None
+    state: JobState | None = None
     tags: list[str] = Field(default_factory=list, description="All must match; 'a.*' matches a and a.anything.")
     cwd: str | None = Field(None, description="List the jobs of this tree instead of the server's working directory.")
     all: bool = Field(False, description="List every job, whatever its cwd.")

@@ -15,21 +15,22 @@ import sys
 import threading
 import time
 
-from . import _fsio, _procs
 from .errors import JobError
 from .store import FILE_MODE, JobDir
+from .supervisor import fsio, procs, records
 
 ACK_TIMEOUT_S = 5.0
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_JOBCORE_DIR = os.path.dirname(os.path.abspath(__file__))
 #: Imported rather than run as a script, so its bytecode is cached; by path under -S, so
 #: neither ``site`` nor this package (pydantic) is loaded: ~15 ms and ~11 MB a supervisor.
-_SUPERVISOR_ARGV = [
-    sys.executable,
-    "-S",
-    "-E",
-    "-c",
-    f"import sys; sys.path.insert(0, {_HERE!r}); import supervisor; sys.exit(supervisor.main(sys.argv[1]))",
-]
+_SUPERVISOR_FLAGS = ("-S", "-E")
+_SUPERVISOR_IMPORT = f"import sys; sys.path.insert(0, {_JOBCORE_DIR!r}); import supervisor.main"
+
+
+def supervisor_argv(job_dir: str, *, then: str = "sys.exit(supervisor.main.main(sys.argv[1]))") -> list[str]:
+    """The argv that starts a supervisor for ``job_dir``: the interpreter, its flags and the
+    import line, followed by ``then`` (tests replace it to look at what the start-up loaded)."""
+    return [sys.executable, *_SUPERVISOR_FLAGS, "-c", f"{_SUPERVISOR_IMPORT}; {then}", job_dir]
 
 
 class _Reaper:
@@ -103,7 +104,7 @@ def launch(jd: JobDir, environ: dict[str, str]) -> None:
         try:
             pid = os.posix_spawn(
                 sys.executable,
-                [*_SUPERVISOR_ARGV, str(jd.path)],
+                supervisor_argv(str(jd.path)),
                 environ,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -139,11 +140,11 @@ def launch(jd: JobDir, environ: dict[str, str]) -> None:
 def _fail(jd: JobDir, cause: str) -> None:
     """Record ``launch_failed``; a command the supervisor started before it failed is killed."""
     try:
-        os.close(os.open(jd.file(_fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+        os.close(os.open(jd.file(fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
     except FileExistsError:
         state = jd.read_state()
-        if state["job"]["status"] in _fsio.TERMINAL_STATES:
+        if records.is_ended(state):
             return  # it ran and recorded the end (exec_failed) before dying: that record stands
-        _procs.signal_job(jd.job_id, state.get("pid"), signal.SIGKILL)
-    jd.write_state("failed", finished_at=_fsio.now_rfc3339(), reason=f"launch_failed: {cause}")
+        procs.signal_job(jd.job_id, state.get("pid"), signal.SIGKILL)
+    jd.write_state("failed", finished_at=fsio.now_rfc3339(), reason=f"launch_failed: {cause}")
     raise JobError("launch_failed", f"job {jd.job_id} did not launch: {cause}", details={"job_id": jd.job_id})

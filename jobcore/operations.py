@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
-from . import _fsio, _procs, logs
+from . import logs
 from .errors import JobError, invalid_input
 from .inputs import (
     MAX_BYTES_CAP,
@@ -50,6 +50,7 @@ from .payloads import (
 from .policy import Policy
 from .retention import auto_clean
 from .store import FILE_MODE, JobDir, Store, is_running, new_job_id
+from .supervisor import fsio, procs, records
 from .times import epoch, finished_epoch, parse_age
 from .waiting import Steps, WaitFor
 
@@ -66,7 +67,6 @@ SUPERVISOR_GRACE_S = 1.0
 _CREATE_ID_TRIES = 16
 #: Taken around counting running jobs and launching one, when ``max_running`` is set.
 LAUNCH_LOCK = ".launch.lock"
-DEFAULT_SHELL_WRAPPER = ("sh", "-c")
 
 _Op = TypeVar("_Op", bound=Callable[..., Any])
 
@@ -96,27 +96,10 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-def _is_ended(state: dict[str, Any]) -> bool:
-    return state["job"]["status"] in _fsio.TERMINAL_STATES
-
-
-def _end_fields(state: dict[str, Any]) -> dict[str, Any]:
-    """exit code, signal, finish time, duration and reason, as the payloads name them."""
-    result = state.get("result", {})
-    return {
-        "exit_code": result.get("exit_code"),
-        "signal": result.get("signal"),
-        "finished_at": state.get("finished_at"),
-        "duration_ms": result.get("duration_ms"),
-        "reason": state.get("reason"),
-        "write_errors": state.get("write_errors"),
-    }
-
-
 def _events(jd: JobDir) -> Events | None:
     """Trigger counters, once an output trigger has fired or been disabled."""
     try:
-        counters = _fsio.read_json(jd.file(_fsio.TRIGGERS))
+        counters = fsio.read_json(jd.file(fsio.TRIGGERS))
     except (OSError, ValueError):
         return None
     return Events(
@@ -143,15 +126,15 @@ def wait_for_end(jd: JobDir, deadline: float) -> Steps[dict[str, Any]]:
     """
     while True:
         with ExitStack() as stack:
-            fifo = os.open(jd.file(_fsio.WAKE_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fifo = os.open(jd.file(fsio.WAKE_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             stack.callback(os.close, fifo)
             state = jd.observed_state()
             remaining = deadline - time.monotonic()
-            if _is_ended(state) or remaining <= 0:
+            if records.is_ended(state) or remaining <= 0:
                 return state
             request = WaitFor([fifo], remaining)
             if state.get("reason") == "supervisor_lost":
-                leader = _pidfd(state["pid"]) if _procs.is_alive(state["pid"]) else None
+                leader = _pidfd(state["pid"]) if procs.is_alive(state["pid"]) else None
                 if leader is not None:
                     stack.callback(os.close, leader)
                 request = WaitFor([leader] if leader is not None else [], min(remaining, LOST_RECHECK_S))
@@ -167,15 +150,15 @@ def _stop_job(
     Returns the pids still alive.
     """
     if signum is not None:
-        _procs.signal_job(job_id, pgid, signum)
+        procs.signal_job(job_id, pgid, signum)
     escalate_at = None if escalate_after is None else time.monotonic() + escalate_after
     while True:
-        pids = _procs.job_processes(job_id, pgid)
+        pids = procs.job_processes(job_id, pgid)
         now = time.monotonic()
         if not pids or now >= deadline:
             return pids
         if escalate_at is not None and now >= escalate_at:
-            _procs.signal_job(job_id, pgid, signal.SIGKILL)
+            procs.signal_job(job_id, pgid, signal.SIGKILL)
             escalate_at = None
             continue
         until = deadline if escalate_at is None else min(deadline, escalate_at)
@@ -184,12 +167,12 @@ def _stop_job(
 
 def _live_supervisor(jd: JobDir, state: dict[str, Any]) -> int | None:
     supervisor = state.get("supervisor_pid")
-    return supervisor if supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)) else None
+    return supervisor if supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)) else None
 
 
 def _kill_supervisor(jd: JobDir, supervisor: int) -> Steps[None]:
     """SIGKILL a supervisor that does not respond and wait for it to go."""
-    if _procs.is_supervisor_of(supervisor, str(jd.path)):
+    if procs.is_supervisor_of(supervisor, str(jd.path)):
         try:
             os.kill(supervisor, signal.SIGKILL)
         except ProcessLookupError:
@@ -206,27 +189,27 @@ def _end_unresponsive(jd: JobDir, supervisor: int) -> Steps[dict[str, Any]]:
     """
     with jd.lock():
         state = jd.read_state()
-        if _is_ended(state):
+        if records.is_ended(state):
             return state
         pgid = state.get("pid")
-        status = _procs.exit_status(pgid) if pgid is not None else None
+        status = procs.exit_status(pgid) if pgid is not None else None
         yield from _kill_supervisor(jd, supervisor)
         state = jd.read_state()
-        if _is_ended(state) or _procs.job_processes(jd.job_id, pgid):
+        if records.is_ended(state) or procs.job_processes(jd.job_id, pgid):
             return state  # a process came back to life: recorded as a lost supervisor's job
-        started_at = state["job"].get("started_at")
+        started_at = records.started_at(state)
         fields: dict[str, Any] = {
             "started_at": started_at,
             "pid": pgid,
             "supervisor_pid": supervisor,
-            "finished_at": _fsio.now_rfc3339(),
+            "finished_at": fsio.now_rfc3339(),
             "duration_ms": _ms(time.time() - epoch(started_at)) if started_at else None,
             "reason": "killed",
             "supervisor": "unresponsive",
         }
         if status is not None and os.WIFEXITED(status):
             return jd.write_state("exited", exit_code=os.WEXITSTATUS(status), **fields)
-        signal_name = _procs.signal_name(os.WTERMSIG(status)) if status is not None else None
+        signal_name = procs.signal_name(os.WTERMSIG(status)) if status is not None else None
         return jd.write_state("killed", signal_name=signal_name, **fields)
 
 
@@ -340,7 +323,7 @@ def _check_definition(policy: Policy, meta: dict[str, Any]) -> None:
         policy.check_path("env_files", path)
     policy.check_command("command", meta["command"])
     # A chosen wrapper is a program the job runs too (sh -c, the default, is not checked).
-    if isinstance(meta["command"], str) and tuple(meta["shell_wrapper"]) != DEFAULT_SHELL_WRAPPER:
+    if isinstance(meta["command"], str) and tuple(meta["shell_wrapper"]) != records.DEFAULT_SHELL_WRAPPER:
         policy.check_command("shell_wrapper", meta["shell_wrapper"])
     notification = meta.get("notification", {})
     trigger = notification.get("on_output_match", {})
@@ -387,26 +370,24 @@ class Operations:
         env_files = [_resolve(cwd, p) for p in spec.env_files]
         stdin_file = None if spec.stdin_file is None else _resolve(cwd, spec.stdin_file)
         env = spec.env or {}
-        meta: dict[str, Any] = {
-            "job": {"id": ""},
-            "schema_version": "0.1",
-            "command": spec.command,
-            "cwd": cwd,
-            "created_at": _fsio.now_rfc3339(),
+        meta = records.meta_record(
+            "",  # the id is set once the job's directory exists, after every check
+            command=spec.command,
+            cwd=cwd,
+            created_at=fsio.now_rfc3339(),
             # Orders jobs created within one millisecond (created_at has ms resolution).
-            "created_ns": time.time_ns(),
-            "env_keys": list(env),
-            "env_vars": [f"{k}={'***' if k in spec.mask else v}" for k, v in env.items()],
-            "mask": spec.mask,
-            "inherit_env": spec.inherit_env,
-            "env_files": env_files,
-            "timeout_ms": _ms(spec.timeout),
-            "kill_after_ms": _ms(spec.kill_after),
-            "tags": spec.tags,
-            "shell_wrapper": spec.shell_wrapper or list(DEFAULT_SHELL_WRAPPER),
-        }
-        if notification := _notification(spec, cwd):
-            meta["notification"] = notification
+            created_ns=time.time_ns(),
+            env_keys=list(env),
+            env_vars=[f"{k}={'***' if k in spec.mask else v}" for k, v in env.items()],
+            mask=spec.mask,
+            inherit_env=spec.inherit_env,
+            env_files=env_files,
+            timeout_ms=_ms(spec.timeout),
+            kill_after_ms=_ms(spec.kill_after),
+            tags=spec.tags,
+            shell_wrapper=spec.shell_wrapper,
+            notification=_notification(spec, cwd),
+        )
         _check_definition(self.policy, meta)
         if stdin_file is not None:
             self.policy.check_path("stdin_file", stdin_file)
@@ -414,20 +395,20 @@ class Operations:
             os.close(_open_regular_file("env_files", path))  # read at start, by the supervisor
         stdin = _read_stdin(spec, stdin_file)
         if stdin is not None:
-            meta["stdin_file"] = _fsio.STDIN
+            meta["stdin_file"] = fsio.STDIN
         jd = self._new_dir()
         try:
             meta["job"]["id"] = jd.job_id
             if stdin is not None:
-                fd = os.open(jd.file(_fsio.STDIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+                fd = os.open(jd.file(fsio.STDIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
                 with os.fdopen(fd, "wb") as f:
                     f.write(stdin)
             if env:
-                _fsio.write_json_atomic(jd.file(_fsio.ENV), env, mode=FILE_MODE)
+                fsio.write_json_atomic(jd.file(fsio.ENV), env, mode=FILE_MODE)
             jd.write_meta(meta)
-            _fsio.sync_dir(str(jd.root))  # the job's directory itself, in the root
+            fsio.sync_dir(str(jd.root))  # the job's directory itself, in the root
             jd.empty_logs()
-            os.mkfifo(jd.file(_fsio.WAKE_FIFO), FILE_MODE)
+            os.mkfifo(jd.file(fsio.WAKE_FIFO), FILE_MODE)
             jd.write_state("created")
         except OSError as exc:
             shutil.rmtree(jd.path, ignore_errors=True)
@@ -501,11 +482,11 @@ class Operations:
         jd = self.store.open(inp.job_id)
         with jd.lock():
             state = jd.read_state()
-            if state["job"]["status"] != "created":
+            if records.status(state) != "created":
                 raise JobError(
                     "invalid_state",
                     f"job {jd.job_id} is {state['job']['status']}; only a created job can be started",
-                    details={"job_id": jd.job_id, "state": state["job"]["status"]},
+                    details={"job_id": jd.job_id, "state": records.status(state)},
                 )
             _check_definition(self.policy, jd.read_meta())
             with self._launch_slot(jd):
@@ -540,10 +521,10 @@ class Operations:
             state = jd.observed_state()
             # The slot is held from before the old run is stopped: a refused restart changes nothing.
             with self._launch_slot(jd):
-                if state["job"]["status"] != "created":
+                if records.status(state) != "created":
                     yield from self._stop_all(jd, state)
                     jd.empty_logs()
-                    for name in _fsio.RUN_FILES:
+                    for name in fsio.RUN_FILES:
                         try:
                             os.unlink(jd.file(name))
                         except FileNotFoundError:
@@ -563,12 +544,12 @@ class Operations:
         deadline = time.monotonic() + _RESTART_STOP_S
         supervisor = state.get("supervisor_pid")
         left = yield from _stop_job(jd.job_id, state.get("pid"), signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
-        if not left and supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
+        if not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
             ended = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
-            if not _is_ended(ended):
+            if not records.is_ended(ended):
                 yield from _kill_supervisor(jd, supervisor)
         # Having recorded the end, the supervisor finishes its deliveries and exits on its own.
-        while not left and supervisor is not None and _procs.is_supervisor_of(supervisor, str(jd.path)):
+        while not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
             if time.monotonic() >= deadline:
                 left = [supervisor]
                 break
@@ -596,11 +577,11 @@ class Operations:
         now = time.monotonic()
         meta = jd.read_meta()
         snap = self._snapshot(jd, obs.tail_lines, max_bytes)
-        ended = _is_ended(state)
+        ended = records.is_ended(state)
         return LaunchPayload(
             type=kind,  # type: ignore[arg-type]
             job_id=jd.job_id,
-            state=state["job"]["status"],
+            state=records.status(state),
             tags=meta["tags"],
             env_vars=meta["env_vars"] or None,
             stdout_log_path=jd.stdout_path,
@@ -610,7 +591,7 @@ class Operations:
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
             lowered_to=lowered,
-            **(_end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
+            **(records.end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
         )
 
     # --- reading ------------------------------------------------------------------------
@@ -630,12 +611,12 @@ class Operations:
         )
         return SnapshotPayload(
             job_id=jd.job_id,
-            state=state["job"]["status"],
+            state=records.status(state),
             command=meta["command"],
             cwd=meta["cwd"],
             tags=meta["tags"],
             created_at=meta["created_at"],
-            started_at=state["job"].get("started_at"),
+            started_at=records.started_at(state),
             updated_at=state["updated_at"],
             stdout_log_path=jd.stdout_path,
             stderr_log_path=jd.stderr_path,
@@ -643,7 +624,7 @@ class Operations:
             events=_events(jd),
             snapshot=snap,
             lowered_to=lowered,
-            **_end_fields(state),
+            **records.end_fields(state),
         )
         yield
 
@@ -656,17 +637,17 @@ class Operations:
         state = yield from wait_for_end(jd, begun + wait_s)
         waited_ms = _ms(time.monotonic() - begun)
         snap = self._snapshot(jd, inp.tail_lines, max_bytes)
-        ended = _is_ended(state)
+        ended = records.is_ended(state)
         return WaitPayload(
             job_id=jd.job_id,
-            state=state["job"]["status"],
+            state=records.status(state),
             waited_ms=waited_ms,
             timed_out=not ended,
             events=_events(jd),
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
             lowered_to=lowered,
-            **_end_fields(state),
+            **records.end_fields(state),
         )
 
     # --- signalling ---------------------------------------------------------------------
@@ -675,22 +656,22 @@ class Operations:
     def kill(self, inp: KillInput) -> Steps[KillPayload]:
         jd = self.store.open(inp.job_id)
         state = jd.observed_state()
-        if state["job"]["status"] == "created":
+        if records.status(state) == "created":
             raise JobError(
                 "invalid_state", f"job {jd.job_id} has not started; nothing to kill", details={"job_id": jd.job_id}
             )
         wait_s = DEFAULT_KILL_WAIT_S if inp.wait_seconds is None else inp.wait_seconds
         begun = time.monotonic()
         pgid = state.get("pid")
-        pids = _procs.job_processes(jd.job_id, pgid)
+        pids = procs.job_processes(jd.job_id, pgid)
         supervisor = _live_supervisor(jd, state)
         deadline = begun
         sent = None
         if pids:
             signum = getattr(signal, inp.signal)
             # Written before any signal, so the supervisor records the end as killed.
-            _fsio.write_json_atomic(
-                jd.file(_fsio.KILL_REQUEST), {"signal": inp.signal, "requested_at": _fsio.now_rfc3339()}
+            fsio.write_json_atomic(
+                jd.file(fsio.KILL_REQUEST), {"signal": inp.signal, "requested_at": fsio.now_rfc3339()}
             )
             ending = signum not in (signal.SIGUSR1, signal.SIGUSR2)
             deadline = begun + wait_s if ending else begun
@@ -705,20 +686,20 @@ class Operations:
             sent = inp.signal
         if (
             supervisor is not None
-            and _procs.is_supervisor_of(supervisor, str(jd.path))
-            and not _procs.job_processes(jd.job_id, pgid)
+            and procs.is_supervisor_of(supervisor, str(jd.path))
+            and not procs.job_processes(jd.job_id, pgid)
         ):
             # The job is gone: its supervisor records the end at once, unless it is stuck.
             state = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
-            if not _is_ended(state):
+            if not records.is_ended(state):
                 state = yield from _end_unresponsive(jd, supervisor)
         else:
             state = yield from wait_for_end(jd, deadline)
         return KillPayload(
             job_id=jd.job_id,
             signal=sent,
-            state=state["job"]["status"],
-            exit_code=state.get("result", {}).get("exit_code"),
+            state=records.status(state),
+            exit_code=records.exit_code(state),
             observed_within_ms=_ms(time.monotonic() - begun),
         )
 
@@ -743,7 +724,7 @@ class Operations:
                 skipped += 1
                 continue
             jd, meta, state = entry
-            status = state["job"]["status"]
+            status = records.status(state)
             cwd = meta["cwd"]
             if scope is not None and cwd != scope and not cwd.startswith(scope.rstrip("/") + "/"):
                 continue
@@ -761,10 +742,10 @@ class Operations:
                         command=meta["command"],
                         cwd=cwd,
                         tags=meta["tags"],
-                        exit_code=state["result"].get("exit_code"),
+                        exit_code=records.exit_code(state),
                         reason=state.get("reason"),
                         created_at=meta["created_at"],
-                        started_at=state["job"].get("started_at"),
+                        started_at=records.started_at(state),
                         finished_at=state.get("finished_at"),
                         updated_at=state["updated_at"],
                     ),
@@ -809,10 +790,10 @@ class Operations:
             with jd.lock():
                 return self._delete_locked(jd, jd.read_state(), dry_run, by_age)
         except JobError:
-            return DeleteEntry(job_id=jd.job_id, state=state["job"]["status"], action="skipped", reason="gone")
+            return DeleteEntry(job_id=jd.job_id, state=records.status(state), action="skipped", reason="gone")
 
     def _delete_locked(self, jd: JobDir, state: dict[str, Any], dry_run: bool, by_age: float | None) -> DeleteEntry:
-        status = state["job"]["status"]
+        status = records.status(state)
 
         def entry(action: str, reason: str) -> DeleteEntry:
             return DeleteEntry(job_id=jd.job_id, state=status, action=action, reason=reason)  # type: ignore[arg-type]
@@ -824,7 +805,7 @@ class Operations:
                 return entry("skipped", "not_ended")
             if finished_epoch(state) > by_age:
                 return entry("skipped", "too_recent")
-        if status != "created" and _procs.job_processes(jd.job_id, state.get("pid")):
+        if status != "created" and procs.job_processes(jd.job_id, state.get("pid")):
             return entry("skipped", "alive")
         if dry_run:
             return entry("would_delete", "ended" if status != "created" else "created")

@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-SCHEMA_VERSION = "0.1"
+from .supervisor.records import SCHEMA_VERSION
 
+#: The states of :data:`records.JOB_STATES` (a Literal cannot be built from the tuple).
 JobState = Literal["created", "running", "exited", "killed", "failed"]
 
 

@@ -17,9 +17,9 @@ import os
 import time
 from pathlib import Path
 
-from . import _fsio, _procs
 from .errors import JobError
 from .store import FILE_MODE, JobDir, Store
+from .supervisor import fsio, procs, records
 from .times import finished_epoch, parse_age
 
 RETENTION_ENV = "AGENT_JOBS_RETENTION"
@@ -70,7 +70,7 @@ def auto_clean(root: Path, *, force: bool = False, budget_s: float = BUDGET_S) -
 
 
 def _expired(state: dict, cutoff: float) -> bool:
-    return state["job"]["status"] in _fsio.TERMINAL_STATES and finished_epoch(state) < cutoff
+    return records.is_ended(state) and finished_epoch(state) < cutoff
 
 
 def candidates(root: Path, cutoff: float, deadline: float) -> list[str]:
@@ -80,7 +80,7 @@ def candidates(root: Path, cutoff: float, deadline: float) -> list[str]:
         if time.monotonic() > deadline or len(found) >= MAX_DELETIONS:
             break
         try:
-            if _expired(_fsio.read_json(str(root / job_id / _fsio.STATE)), cutoff):
+            if _expired(fsio.read_json(str(root / job_id / fsio.STATE)), cutoff):
                 found.append(job_id)
         except (OSError, ValueError, KeyError):
             continue
@@ -91,7 +91,7 @@ def delete_candidates(root: Path, job_ids: list[str], cutoff: float) -> list[str
     """Delete each job that, under its lock, is still expired and has no live process."""
     if not job_ids:
         return []
-    alive_markers, alive_groups = _procs.live_jobs()
+    alive_markers, alive_groups = procs.live_jobs()
     deleted = []
     for job_id in job_ids:
         jd = JobDir(root, job_id)

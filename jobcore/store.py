@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import _fsio, _procs
 from .errors import JobError, invalid_input
+from .supervisor import fsio, procs, records
 
 _ID_INPUT = re.compile(r"[0-9a-f]{4,32}")
 _FULL_ID = re.compile(r"[0-9a-f]{32}")
@@ -56,43 +56,43 @@ class JobDir:
 
     @property
     def stdout_path(self) -> str:
-        return self.file(_fsio.STDOUT)
+        return self.file(fsio.STDOUT)
 
     @property
     def stderr_path(self) -> str:
-        return self.file(_fsio.STDERR)
+        return self.file(fsio.STDERR)
 
     @property
     def full_path(self) -> str:
-        return self.file(_fsio.FULL)
+        return self.file(fsio.FULL)
 
     def _read(self, name: str) -> dict[str, Any]:
         try:
-            return _fsio.read_json(self.file(name))
+            return fsio.read_json(self.file(name))
         except FileNotFoundError:
             # Deleted under our feet (delete_job, the clean-up): the job is no more.
             raise JobError("job_not_found", f"job {self.job_id} is gone", details={"job_id": self.job_id}) from None
 
     def read_meta(self) -> dict[str, Any]:
-        return self._read(_fsio.META)
+        return self._read(fsio.META)
 
     def read_state(self) -> dict[str, Any]:
-        return self._read(_fsio.STATE)
+        return self._read(fsio.STATE)
 
     def write_state(self, status: str, **fields: Any) -> dict[str, Any]:
         """Write ``state.json``; an end record survives an OS crash once written."""
-        record = _fsio.state_record(self.job_id, status, **fields)
-        durable = status in _fsio.TERMINAL_STATES
-        _fsio.write_json_atomic(self.file(_fsio.STATE), record, mode=FILE_MODE, durable=durable)
+        record = records.state_record(self.job_id, status, **fields)
+        durable = status in records.TERMINAL_STATES
+        fsio.write_json_atomic(self.file(fsio.STATE), record, mode=FILE_MODE, durable=durable)
         return record
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Write ``meta.json``; the definition survives an OS crash once written."""
-        _fsio.write_json_atomic(self.file(_fsio.META), meta, mode=FILE_MODE, durable=True)
+        fsio.write_json_atomic(self.file(fsio.META), meta, mode=FILE_MODE, durable=True)
 
     def empty_logs(self) -> None:
         """Create the three logs empty, or empty them (a restart), each private to the owner."""
-        for name in (_fsio.STDOUT, _fsio.STDERR, _fsio.FULL):
+        for name in (fsio.STDOUT, fsio.STDERR, fsio.FULL):
             fd = os.open(self.file(name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
             try:
                 os.fchmod(fd, FILE_MODE)  # a log made by an older version may be readable by others
@@ -128,7 +128,7 @@ class JobDir:
                 self._lock_depth -= 1
             return
         try:
-            fd = os.open(self.file(_fsio.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            fd = os.open(self.file(fsio.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except FileNotFoundError:
             raise JobError("job_not_found", f"job {self.job_id} is gone", details={"job_id": self.job_id}) from None
         try:
@@ -153,43 +153,42 @@ class JobDir:
 
     def _record_lost_supervisor(self, state: dict[str, Any]) -> dict[str, Any]:
         pgid = state.get("pid")
-        job = state["job"]
         common = {
-            "started_at": job.get("started_at"),
+            "started_at": records.started_at(state),
             "pid": pgid,
             "supervisor_pid": state.get("supervisor_pid"),
             "reason": "supervisor_lost",
         }
-        if pgid is not None and _procs.group_alive(self.job_id, pgid):
+        if pgid is not None and procs.group_alive(self.job_id, pgid):
             if state.get("reason") == "supervisor_lost":
                 return state
             return self.write_state("running", **common)
-        return self.write_state("failed", finished_at=_fsio.now_rfc3339(), **common)
+        return self.write_state("failed", finished_at=fsio.now_rfc3339(), **common)
 
 
 def _supervisor_lost(jd: JobDir, state: dict[str, Any]) -> bool:
-    if state["job"]["status"] != "running":
+    if records.status(state) != "running":
         return False
     spid = state.get("supervisor_pid")
-    if spid is None or _procs.is_supervisor_of(spid, str(jd.path)):
+    if spid is None or procs.is_supervisor_of(spid, str(jd.path)):
         return False
     # Lost and already recorded: only the group's end is left to notice.
     if state.get("reason") == "supervisor_lost":
         pgid = state.get("pid")
-        return pgid is None or not _procs.group_alive(jd.job_id, pgid)
+        return pgid is None or not procs.group_alive(jd.job_id, pgid)
     return True
 
 
 def is_running(jd: JobDir, state: dict[str, Any]) -> bool:
     """Whether a job counts as running, judged without writing anything (no lock is taken):
     recorded ``running`` and its supervisor or its process group still alive."""
-    if state["job"]["status"] != "running":
+    if records.status(state) != "running":
         return False
     spid = state.get("supervisor_pid")
-    if spid is not None and _procs.is_supervisor_of(spid, str(jd.path)):
+    if spid is not None and procs.is_supervisor_of(spid, str(jd.path)):
         return True
     pgid = state.get("pid")
-    return pgid is not None and _procs.group_alive(jd.job_id, pgid)
+    return pgid is not None and procs.group_alive(jd.job_id, pgid)
 
 
 def check_job_id(job_id: object) -> str:
@@ -264,7 +263,7 @@ class Store:
         job_id = check_job_id(job_id)
         if len(job_id) == 32:
             jd = JobDir(self.root, job_id)
-            if os.path.isfile(jd.file(_fsio.META)):
+            if os.path.isfile(jd.file(fsio.META)):
                 return jd
             raise JobError("job_not_found", f"no job {job_id!r} under {self.root}", details={"job_id": job_id})
         matches = sorted(i for i in self.job_ids() if i.startswith(job_id))

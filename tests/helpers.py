@@ -7,7 +7,7 @@ import select
 from pathlib import Path
 from typing import Any
 
-from jobcore import _procs
+from jobcore.supervisor import procs
 
 #: Every tool the server lists, as a client should find them.
 TOOLS = frozenset(
@@ -80,7 +80,7 @@ def wait_exit(pid: int, timeout: float = 10.0) -> None:
 
 
 def job_pids(job_id: str, pgid: int | None) -> list[int]:
-    return _procs.job_processes(job_id, pgid)
+    return procs.job_processes(job_id, pgid)
 
 
 def auth_headers(service: Any) -> dict[str, str]:

@@ -293,7 +293,7 @@ def test_an_empty_retention_variable_means_the_default(jobs: Jobs, monkeypatch: 
 
 
 def test_a_burst_beyond_the_queue_is_recorded_as_undelivered(jobs: Jobs, tmp_path: Path) -> None:
-    from jobcore._events import MAX_QUEUED
+    from jobcore.supervisor.events import MAX_QUEUED
 
     hold, done = Fifo(tmp_path / "hold"), tmp_path / "done"
     burst = MAX_QUEUED + 50

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jobcore import _fsio
+from jobcore.supervisor import fsio
 
 DOCUMENTS = [
     {"job": {"id": "ab" * 16, "status": "exited"}, "result": {"exit_code": 0, "signal": None}},
@@ -20,18 +20,18 @@ DOCUMENTS = [
 
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_round_trip_matches_the_json_package(document: object) -> None:
-    assert _fsio.dumps(document) == json.dumps(document, indent=2)
-    assert json.loads(_fsio.dumps(document, indent=None)) == document
-    assert _fsio.loads(json.dumps(document, ensure_ascii=False)) == document
+    assert fsio.dumps(document) == json.dumps(document, indent=2)
+    assert json.loads(fsio.dumps(document, indent=None)) == document
+    assert fsio.loads(json.dumps(document, ensure_ascii=False)) == document
 
 
 @pytest.mark.parametrize("text", ["", "{", "{}x", "[1,]", "nul", '{"a" 1}'])
 def test_bad_json_is_a_value_error(text: str) -> None:
     with pytest.raises(ValueError):
-        _fsio.loads(text)
+        fsio.loads(text)
 
 
 def test_values_json_cannot_hold_are_refused() -> None:
     for value in (float("nan"), float("inf"), {1, 2}, b"bytes"):
         with pytest.raises((ValueError, TypeError)):
-            _fsio.dumps(value)
+            fsio.dumps(value)

@@ -17,7 +17,7 @@ import pytest
 from helpers import Fifo, wait_exit
 
 from jobcore import Jobs
-from jobcore._events import BEHIND_REASON, LINE_LIMIT_REASON
+from jobcore.supervisor.matcher import BEHIND_REASON, LINE_LIMIT_REASON
 
 REPO = Path(__file__).resolve().parent.parent
 #: A line on which ``(a+)+$`` backtracks for ever (2**40 ways to fail).

@@ -1,7 +1,7 @@
 """File-level helpers shared by the engine and the supervisor.
 
-Standard library only: the supervisor imports this module by file path (as ``_fsio``)
-under ``python -S``, so it must not pull in the package or anything heavy. That is why
+Standard library only: the supervisor imports this module under ``python -S``, so it must
+not pull in the engine's package or anything heavy. That is why
 JSON goes through ``_json``, the C half of the ``json`` package: importing ``json`` itself
 brings ``re`` and ``enum`` and costs every launch ~4 ms.
 """
@@ -12,6 +12,10 @@ import _json
 import itertools
 import os
 import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from . import records
 
 META = "meta.json"
 STATE = "state.json"
@@ -30,8 +34,6 @@ NOTIFICATION_EVENTS = "notification_events.ndjson"
 TRIGGERS = "triggers.json"
 #: Files of one run, cleared by a restart.
 RUN_FILES = (ACK, KILL_REQUEST, COMPLETION_EVENT, NOTIFICATION_EVENTS, TRIGGERS)
-
-TERMINAL_STATES = frozenset({"exited", "killed", "failed"})
 
 
 def now_rfc3339(epoch: float | None = None) -> str:
@@ -149,7 +151,7 @@ def describe(exc: OSError, path: str) -> str:
     return f"{exc.strerror or exc}: {exc.filename or path}"
 
 
-class WriteErrors:
+class WriteErrorTally:
     """What the supervisor could not write, kept so that it can be reported rather than end
     supervision: bytes of ``full.log`` not copied, event and counter writes that failed."""
 
@@ -168,7 +170,7 @@ class WriteErrors:
         """Changes whenever something more failed."""
         return self.full_log_bytes, self.events
 
-    def as_record(self) -> dict | None:
+    def as_record(self) -> records.WriteErrors | None:
         """The ``write_errors`` object of ``state.json``, or None when nothing failed."""
         if self.last_error is None:
             return None
@@ -181,42 +183,3 @@ def read_json(path: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{path}: not a JSON object")
     return value
-
-
-def state_record(
-    job_id: str,
-    status: str,
-    *,
-    started_at: str | None = None,
-    exit_code: int | None = None,
-    signal_name: str | None = None,
-    duration_ms: int | None = None,
-    pid: int | None = None,
-    supervisor_pid: int | None = None,
-    finished_at: str | None = None,
-    reason: str | None = None,
-    write_errors: dict | None = None,
-    supervisor: str | None = None,
-) -> dict:
-    """The ``state.json`` document (CONTRACT §2): optional keys are left out, never null."""
-    job = {"id": job_id, "status": status}
-    if started_at is not None:
-        job["started_at"] = started_at
-    record: dict = {
-        "job": job,
-        "result": {"exit_code": exit_code, "signal": signal_name, "duration_ms": duration_ms},
-    }
-    if pid is not None:
-        record["pid"] = pid
-    if supervisor_pid is not None:
-        record["supervisor_pid"] = supervisor_pid
-    if finished_at is not None:
-        record["finished_at"] = finished_at
-    record["updated_at"] = now_rfc3339()
-    if reason is not None:
-        record["reason"] = reason
-    if write_errors is not None:
-        record["write_errors"] = write_errors
-    if supervisor is not None:
-        record["supervisor"] = supervisor
-    return record

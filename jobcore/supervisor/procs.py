@@ -1,6 +1,6 @@
 """Finding a job's processes through /proc.
 
-Standard library only (the supervisor imports it by file path). Every check counts a
+Standard library only (part of the supervisor's subpackage). Every check counts a
 zombie as gone: on some machines pid 1 never reaps orphans, so an exited process can stay
 in the table for good.
 """
@@ -10,11 +10,8 @@ from __future__ import annotations
 import _signal
 import os
 
-#: Set in every command's environment; descendants inherit it, also those that leave the
-#: job's process group with setsid, so ``kill`` can still find them.
-MARKER_VAR = "AGENT_JOBS_JOB_ID"
-#: Set only in the environment of notify commands (see ``_events``).
-SINK_VAR = "AGENT_JOBS_EVENT_TYPE"
+from .records import MARKER_VAR, SINK_VAR
+
 SINK_VAR_PREFIX = f"{SINK_VAR}=".encode()
 
 _DEAD_STATES = frozenset({"Z", "X", "x"})

@@ -1,9 +1,9 @@
 """The per-job supervisor: started detached, runs one command and writes its record.
 
-Imported by path under ``python -S -E`` and run as ``main(job_dir)``, with fd 2 on the
-launcher's acknowledgement pipe (see :mod:`jobcore.launch`). Standard library only, and no
-package import: it starts once per job and stays resident for the job's life, so start-up
-time and memory are what it is judged by.
+Imported as ``supervisor.main`` under ``python -S -E`` and run as ``main(job_dir)``, with
+fd 2 on the launcher's acknowledgement pipe (see :mod:`jobcore.launch`). Standard library
+only, and never the engine's package: it starts once per job and stays resident for the
+job's life, so start-up time and memory are what it is judged by.
 
 The command gets ``stdout.log`` and ``stderr.log`` as its own stdout and stderr, so its
 output reaches disk without passing through us: nothing is lost if this process dies.
@@ -24,19 +24,11 @@ import select
 import time
 from _collections_abc import Callable  # collections.abc without importing collections
 
-import _events
-import _fsio
-import _procs
+from . import events, follow, fsio, procs, records
 
 _PR_SET_CHILD_SUBREAPER = 36
 _FOLLOW_MIN_S = 0.005
 _FOLLOW_MAX_S = 0.25
-_READ_CHUNK = 1 << 18
-#: Most bytes copied per log between two looks at signals, so a flood of output never
-#: delays recording the end or enforcing the timeout.
-_PUMP_BUDGET = 1 << 22
-#: A line longer than this is written to full.log in pieces, so memory stays bounded.
-_PARTIAL_LINE_CAP = 1 << 16
 #: While the disk refuses the end record, it is tried again each turn for this long.
 _END_RETRY_S = 60.0
 #: A running job's record is rewritten with new write errors at most this often.
@@ -54,70 +46,6 @@ _RESET_SIGNALS = (
     _signal.SIGQUIT,
     _signal.SIGPROF,
 )
-
-
-class LogFollower:
-    """Copies new bytes of one log into ``full.log`` as timestamped lines."""
-
-    def __init__(
-        self,
-        path: str,
-        stream: str,
-        full_fd: int,
-        full_path: str,
-        on_lines: Callable[[str, list[bytes]], None],
-        errors: _fsio.WriteErrors,
-    ) -> None:
-        self._path = path
-        self._fd = os.open(path, os.O_RDONLY)
-        self.stream = stream
-        self._label = stream.upper().encode()
-        self._full_fd = full_fd
-        self._full_path = full_path
-        self._on_lines = on_lines
-        self._errors = errors
-        self._partial = b""
-
-    def pump(self, budget: int = _PUMP_BUDGET) -> int:
-        """Copy what is new, up to ``budget`` bytes; returns how many were copied."""
-        total = 0
-        while total < budget:
-            try:
-                data = os.read(self._fd, _READ_CHUNK)
-            except OSError as exc:
-                self._errors.note(_fsio.describe(exc, self._path))
-                break
-            if not data:
-                break
-            total += len(data)
-            lines = (self._partial + data).split(b"\n")
-            self._partial = lines.pop()
-            if len(self._partial) > _PARTIAL_LINE_CAP:
-                lines.append(self._partial)
-                self._partial = b""
-            self._emit(lines)
-        return total
-
-    def flush(self) -> None:
-        while self.pump():
-            pass
-        if self._partial:
-            self._emit([self._partial])
-            self._partial = b""
-
-    def _emit(self, lines: list[bytes]) -> None:
-        if not lines:
-            return
-        prefix = _fsio.now_rfc3339().encode() + b" [" + self._label + b"] "
-        out = prefix + (b"\n" + prefix).join(lines) + b"\n"
-        view = memoryview(out)
-        try:
-            while view:
-                view = view[os.write(self._full_fd, view) :]
-        except OSError as exc:
-            # The lines stay in stdout.log / stderr.log: only full.log's copy is short.
-            self._errors.note(_fsio.describe(exc, self._full_path), full_log_bytes=len(view))
-        self._on_lines(self.stream, lines)
 
 
 def parse_env_file(path: str) -> dict[str, str]:
@@ -152,11 +80,11 @@ def find_program(name: str, env: dict[str, str]) -> str:
 
 
 class Supervisor:
-    def __init__(self, job_dir: str, errors: _fsio.WriteErrors) -> None:
+    def __init__(self, job_dir: str, errors: fsio.WriteErrorTally) -> None:
         self.job_dir = job_dir
         self.errors = errors
-        self.meta = _fsio.read_json(self._path(_fsio.META))
-        self.job_id: str = self.meta["job"]["id"]
+        self.meta: records.MetaRecord = fsio.read_json(self._path(fsio.META))
+        self.job_id = records.meta_job_id(self.meta)
         self.pid: int | None = None
         self.started_at = ""
         self.spawned_mono = 0.0
@@ -167,7 +95,7 @@ class Supervisor:
         self.kill_after_s = self.meta.get("kill_after_ms", 5000) / 1000
         self.env: dict[str, str] = {}
         #: Called once with the terminal state record before it is first written.
-        self.before_end: Callable[[dict], None] = lambda record: None
+        self.before_end: Callable[[records.StateRecord], None] = lambda record: None
         # What state.json is to hold, and whether it (with the write errors known then) does.
         self._status = ""
         self._fields: dict[str, object] = {}
@@ -179,8 +107,8 @@ class Supervisor:
     def _path(self, name: str) -> str:
         return os.path.join(self.job_dir, name)
 
-    def _record(self) -> dict:
-        return _fsio.state_record(
+    def _record(self) -> records.StateRecord:
+        return records.state_record(
             self.job_id,
             self._status,
             supervisor_pid=os.getpid(),
@@ -193,7 +121,7 @@ class Supervisor:
         """Record ``status``; the terminal record is made durable, and the ``job.finished``
         event (``before_end``) is written first, so whoever sees the end finds it."""
         self._status, self._fields = status, fields
-        if status in _fsio.TERMINAL_STATES:
+        if status in records.TERMINAL_STATES:
             self.before_end(self._record())
             self._end_retry_until = time.monotonic() + _END_RETRY_S
         self._written = False
@@ -201,11 +129,11 @@ class Supervisor:
 
     def _write(self) -> None:
         counted = self.errors.count
-        path = self._path(_fsio.STATE)
+        path = self._path(fsio.STATE)
         try:
-            _fsio.write_json_atomic(path, self._record(), durable=self._status in _fsio.TERMINAL_STATES)
+            fsio.write_json_atomic(path, self._record(), durable=self._status in records.TERMINAL_STATES)
         except OSError as exc:
-            self.errors.last_error = _fsio.describe(exc, path)
+            self.errors.last_error = fsio.describe(exc, path)
             return
         self._written = True
         self._written_errors = counted
@@ -231,34 +159,31 @@ class Supervisor:
     def build_env(self) -> dict[str, str]:
         env = dict(os.environ) if self.meta.get("inherit_env", True) else {}
         # Inherited from a server started by a notify command, it would make the job look like one.
-        env.pop(_procs.SINK_VAR, None)
+        env.pop(records.SINK_VAR, None)
         for path in self.meta.get("env_files", []):
             env.update(parse_env_file(path))
         try:
-            env.update(_fsio.read_json(self._path(_fsio.ENV)))
+            env.update(fsio.read_json(self._path(fsio.ENV)))
         except FileNotFoundError:
             pass
-        env[_procs.MARKER_VAR] = self.job_id
+        env[records.MARKER_VAR] = self.job_id
         return env
 
     def spawn(self) -> None:
         """Start the command and record it ``running``, or ``failed`` with ``exec_failed``
         when it cannot start."""
-        command = self.meta["command"]
-        argv = (
-            [*(self.meta.get("shell_wrapper") or ["sh", "-c"]), command] if isinstance(command, str) else list(command)
-        )
-        self.started_at = _fsio.now_rfc3339()
+        argv = records.shell_argv(self.meta)
+        self.started_at = fsio.now_rfc3339()
         fds: list[int] = []
         try:
             self.env = env = self.build_env()
             os.chdir(self.meta["cwd"])
             program = find_program(argv[0], env)
-            stdin_path = self._path(_fsio.STDIN) if self.meta.get("stdin_file") else os.devnull
+            stdin_path = self._path(fsio.STDIN) if self.meta.get("stdin_file") else os.devnull
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
             fds.append(os.open(stdin_path, os.O_RDONLY))
-            fds.append(os.open(self._path(_fsio.STDOUT), flags, 0o600))
-            fds.append(os.open(self._path(_fsio.STDERR), flags, 0o600))
+            fds.append(os.open(self._path(fsio.STDOUT), flags, 0o600))
+            fds.append(os.open(self._path(fsio.STDERR), flags, 0o600))
             self.spawned_mono = time.monotonic()
             self.pid = os.posix_spawn(
                 program,
@@ -276,7 +201,7 @@ class Supervisor:
             self.ended = True
             self.write_state(
                 "failed",
-                finished_at=_fsio.now_rfc3339(),
+                finished_at=fsio.now_rfc3339(),
                 duration_ms=0,
                 reason=f"exec_failed: {cause}",
             )
@@ -292,7 +217,7 @@ class Supervisor:
     def requested_kill(self) -> int | None:
         """The signal a ``kill`` call asked for (it writes ``kill.json`` before signalling)."""
         try:
-            name = _fsio.read_json(self._path(_fsio.KILL_REQUEST))["signal"]
+            name = fsio.read_json(self._path(fsio.KILL_REQUEST))["signal"]
         except (OSError, ValueError, KeyError):
             return None
         return int(getattr(_signal, name, 0)) or None
@@ -313,7 +238,7 @@ class Supervisor:
 
     def escalate(self) -> None:
         self.escalate_at = None
-        _procs.signal_job(self.job_id, self.pid, _signal.SIGKILL)
+        procs.signal_job(self.job_id, self.pid, _signal.SIGKILL)
 
     def on_command_end(self, status: int) -> None:
         self.ended = True
@@ -324,16 +249,16 @@ class Supervisor:
         fields: dict[str, object] = {
             "pid": self.pid,
             "duration_ms": duration_ms,
-            "finished_at": _fsio.now_rfc3339(),
+            "finished_at": fsio.now_rfc3339(),
             "reason": self.reason,
         }
         if os.WIFSIGNALED(status):
-            self.write_state("killed", signal_name=_procs.signal_name(os.WTERMSIG(status)), **fields)
+            self.write_state("killed", signal_name=procs.signal_name(os.WTERMSIG(status)), **fields)
         else:
             self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
 
 
-def _reap(sup: Supervisor, notifier: _events.Notifier) -> bool:
+def _reap(sup: Supervisor, notifier: events.Notifier) -> bool:
     """Reap every exited child; returns False once we have no children left."""
     while True:
         try:
@@ -359,20 +284,20 @@ def _acknowledge() -> None:
 def main(job_dir: str) -> int:
     job_dir = os.path.abspath(job_dir)
     try:
-        os.close(os.open(os.path.join(job_dir, _fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.close(os.open(os.path.join(job_dir, fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         return 0  # the launcher gave up on us and marked the launch failed: run nothing
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # Held open while the job runs; waiters see POLLHUP on their read end when we close it.
-    wake_fd = os.open(os.path.join(job_dir, _fsio.WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK)
+    wake_fd = os.open(os.path.join(job_dir, fsio.WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK)
     sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     for signum in (_signal.SIGCHLD, _signal.SIGUSR1):
         _signal.signal(signum, lambda *_: None)
     _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
 
-    errors = _fsio.WriteErrors()
+    errors = fsio.WriteErrorTally()
     sup = Supervisor(job_dir, errors)
-    notifier = _events.Notifier(job_dir, sup.meta, errors)
+    notifier = events.Notifier(job_dir, sup.meta, errors)
     sup.before_end = notifier.record_finished
     sup.spawn()
     notifier.env = sup.env
@@ -388,11 +313,11 @@ def main(job_dir: str) -> int:
             notifier.deliver_finished()
 
     wake_on_end()
-    full_path = os.path.join(job_dir, _fsio.FULL)
+    full_path = os.path.join(job_dir, fsio.FULL)
     full_fd = os.open(full_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     followers = [
-        LogFollower(os.path.join(job_dir, name), stream, full_fd, full_path, notifier.on_lines, errors)
-        for name, stream in ((_fsio.STDOUT, "stdout"), (_fsio.STDERR, "stderr"))
+        follow.LogFollower(os.path.join(job_dir, name), stream, full_fd, full_path, notifier.on_lines, errors)
+        for name, stream in ((fsio.STDOUT, "stdout"), (fsio.STDERR, "stderr"))
     ]
     poller = select.poll()
     poller.register(sig_r, select.POLLIN)
@@ -418,7 +343,7 @@ def main(job_dir: str) -> int:
         has_children = _reap(sup, notifier)
         wake_on_end()
         # While matching is behind, a watched log waits (its bytes are safe in the file).
-        budgets = [notifier.room() if notifier.watches(f.stream) else _PUMP_BUDGET for f in followers]
+        budgets = [notifier.room() if notifier.watches(f.stream) else follow.PUMP_BUDGET for f in followers]
         moved = [f.pump(budget) for f, budget in zip(followers, budgets, strict=True)]
         notifier.match_pending()
         behind = any(m and m >= b for m, b in zip(moved, budgets, strict=True)) or notifier.lines_waiting
