@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from typing import Any, TypeVar
 
 from . import logs
+from .deletion import delete_if_allowed, live_jobs
 from .errors import JobError, invalid_input
 from .inputs import (
     MAX_BYTES_CAP,
@@ -51,7 +52,7 @@ from .policy import Policy
 from .retention import auto_clean
 from .store import FILE_MODE, JobDir, Store, is_running, new_job_id
 from .supervisor import fsio, procs, records
-from .times import epoch, finished_epoch, parse_age
+from .times import epoch, parse_age
 from .waiting import Steps, WaitFor
 
 STDIN_MAX_BYTES = 64 * 1024 * 1024
@@ -768,13 +769,14 @@ class Operations:
         results: list[DeleteEntry] = []
         if inp.job_id is not None:
             jd = self.store.open(inp.job_id)
-            results.append(self._delete_one(jd, jd.observed_state(), inp.dry_run, by_age=None))
+            results.append(self._delete_one(jd, jd.observed_state(), inp.dry_run, None, None))
         else:
             cutoff = time.time() - parse_age(inp.finished_older_than or "")
+            live = live_jobs()
             for entry in self._entries():
                 if entry is not None:
                     jd, _, state = entry
-                    results.append(self._delete_one(jd, state, inp.dry_run, by_age=cutoff))
+                    results.append(self._delete_one(jd, state, inp.dry_run, cutoff, live))
         return DeletePayload(
             root=str(self.store.root),
             dry_run=inp.dry_run,
@@ -784,34 +786,13 @@ class Operations:
         )
         yield
 
-    def _delete_one(self, jd: JobDir, state: dict[str, Any], dry_run: bool, by_age: float | None) -> DeleteEntry:
-        """Decide, and delete, under the job's lock, so no start or restart runs meanwhile."""
+    def _delete_one(
+        self, jd: JobDir, seen: dict[str, Any], dry_run: bool, by_age: float | None, live: set[str] | None
+    ) -> DeleteEntry:
         try:
-            with jd.lock():
-                return self._delete_locked(jd, jd.read_state(), dry_run, by_age)
+            return delete_if_allowed(jd, finished_before=by_age, dry_run=dry_run, live=live)
         except JobError:
-            return DeleteEntry(job_id=jd.job_id, state=records.status(state), action="skipped", reason="gone")
-
-    def _delete_locked(self, jd: JobDir, state: dict[str, Any], dry_run: bool, by_age: float | None) -> DeleteEntry:
-        status = records.status(state)
-
-        def entry(action: str, reason: str) -> DeleteEntry:
-            return DeleteEntry(job_id=jd.job_id, state=status, action=action, reason=reason)  # type: ignore[arg-type]
-
-        if status == "running":
-            return entry("skipped", "running")
-        if by_age is not None:
-            if status == "created":
-                return entry("skipped", "not_ended")
-            if finished_epoch(state) > by_age:
-                return entry("skipped", "too_recent")
-        if status != "created" and procs.job_processes(jd.job_id, state.get("pid")):
-            return entry("skipped", "alive")
-        if dry_run:
-            return entry("would_delete", "ended" if status != "created" else "created")
-        if not jd.remove():
-            return entry("skipped", "delete_failed")
-        return entry("deleted", "ended" if status != "created" else "created")
+            return DeleteEntry(job_id=jd.job_id, state=records.status(seen), action="skipped", reason="gone")
 
     @_operation("tag")
     def tag(self, inp: TagInput) -> Steps[TagPayload]:

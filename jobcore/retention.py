@@ -5,8 +5,9 @@ minute per root, at most :data:`MAX_DELETIONS` jobs and :data:`BUDGET_S` of scan
 turn, and only by the one process holding the root's clean-up lock (others skip it).
 It never raises: a failed clean-up must not fail the launch that ran it.
 
-It touches only entries named like a job id, and decides each deletion again under the
-job's lock: a job restarted since it was picked is left alone.
+It touches only entries named like a job id, and decides each deletion again by the one
+deletion rule (:mod:`jobcore.deletion`), under the job's lock: a job restarted since it was
+picked is left alone.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import os
 import time
 from pathlib import Path
 
+from .deletion import delete_if_allowed, live_jobs
 from .errors import JobError
 from .store import FILE_MODE, JobDir, Store
-from .supervisor import fsio, procs, records
+from .supervisor import fsio, records
 from .times import finished_epoch, parse_age
 
 RETENTION_ENV = "AGENT_JOBS_RETENTION"
@@ -88,22 +90,17 @@ def candidates(root: Path, cutoff: float, deadline: float) -> list[str]:
 
 
 def delete_candidates(root: Path, job_ids: list[str], cutoff: float) -> list[str]:
-    """Delete each job that, under its lock, is still expired and has no live process."""
+    """Delete each job that the deletion rule, under its lock, still lets go."""
     if not job_ids:
         return []
-    alive_markers, alive_groups = procs.live_jobs()
+    live = live_jobs()
     deleted = []
     for job_id in job_ids:
-        jd = JobDir(root, job_id)
         try:
-            with jd.lock(blocking=False):  # a job being started or restarted right now is skipped
-                # Picked a moment ago, perhaps restarted since: decide again on its state now.
-                state = jd.read_state()
-                pgid = state.get("pid")
-                if not _expired(state, cutoff) or job_id in alive_markers or pgid in alive_groups:
-                    continue
-                if jd.remove():
-                    deleted.append(job_id)
+            # Not blocking: a job being started or restarted right now is skipped.
+            outcome = delete_if_allowed(JobDir(root, job_id), finished_before=cutoff, live=live, blocking=False)
         except (BlockingIOError, JobError, OSError, ValueError, KeyError):
             continue
+        if outcome.action == "deleted":
+            deleted.append(job_id)
     return deleted

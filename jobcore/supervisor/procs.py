@@ -134,17 +134,22 @@ def signal_job(job_id: str, pgid: int | None, signum: int) -> None:
     signal_all([pid for pid in marked if pid not in members], signum)
 
 
-def live_jobs() -> tuple[set[str], set[int]]:
-    """In one pass over /proc: the job ids carried by live processes, and their process groups."""
+def live_jobs() -> set[str]:
+    """In one pass over /proc: the ids of the jobs that have a live process.
+
+    The same test as :func:`job_processes` for every job at once: a job lives while a process
+    carries its marker, notify commands aside (a group id alone may have been reused by others).
+    """
     prefix = f"{MARKER_VAR}=".encode()
-    markers: set[str] = set()
-    groups: set[int] = set()
-    for pid, pgrp in _live_pids():
-        groups.add(pgrp)
-        for entry in _environ(pid):
+    alive: set[str] = set()
+    for pid, _ in _live_pids():
+        env = _environ(pid)
+        if any(e.startswith(SINK_VAR_PREFIX) for e in env):
+            continue
+        for entry in env:
             if entry.startswith(prefix):
-                markers.add(entry[len(prefix) :].decode(errors="replace"))
-    return markers, groups
+                alive.add(entry[len(prefix) :].decode(errors="replace"))
+    return alive
 
 
 def signal_all(pids: list[int], signum: int) -> int:

@@ -1,0 +1,56 @@
+"""The one rule for deleting a job, used by the delete verb and by the automatic clean-up.
+
+A job may go when it is ended (or still ``created``), old enough when an age is asked for,
+and has no live process. The rule is decided under the job's lock, on its state as it is
+then, so no start or restart runs meanwhile. Liveness is one pass over /proc
+(:func:`live_jobs`): a caller deciding for many jobs takes it once and passes it to each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+
+from .payloads import DeleteEntry
+from .store import JobDir
+from .supervisor import procs, records
+from .times import finished_epoch
+
+live_jobs = procs.live_jobs
+
+
+def delete_if_allowed(
+    jd: JobDir,
+    *,
+    finished_before: float | None = None,
+    dry_run: bool = False,
+    live: Set[str] | None = None,
+    blocking: bool = True,
+) -> DeleteEntry:
+    """Decide under the job's lock whether it may go and, unless ``dry_run``, delete it.
+
+    ``finished_before`` (an epoch) asks for ended jobs that finished before it only;
+    ``live`` is :func:`live_jobs` taken by the caller (None: looked at now, under the lock).
+    Raises ``JobError`` for a job that is gone, ``BlockingIOError`` for a busy one when not ``blocking``.
+    """
+    with jd.lock(blocking=blocking):
+        state = jd.read_state()
+        status = records.status(state)
+
+        def entry(action: str, reason: str) -> DeleteEntry:
+            return DeleteEntry(job_id=jd.job_id, state=status, action=action, reason=reason)  # type: ignore[arg-type]
+
+        if status == "running":
+            return entry("skipped", "running")
+        if finished_before is not None:
+            if status == "created":
+                return entry("skipped", "not_ended")
+            if finished_epoch(state) > finished_before:
+                return entry("skipped", "too_recent")
+        if status != "created" and jd.job_id in (live_jobs() if live is None else live):
+            return entry("skipped", "alive")
+        kind = "ended" if status != "created" else "created"
+        if dry_run:
+            return entry("would_delete", kind)
+        if not jd.remove():
+            return entry("skipped", "delete_failed")
+        return entry("deleted", kind)
