@@ -1,39 +1,31 @@
 """The public engine: :class:`Jobs` (blocking) and :class:`AsyncJobs` (anyio), one code path.
 
-Each method takes the operation's inputs as keyword arguments (the tools' field names, durations
+Each method takes the verb's inputs as keyword arguments (the tools' field names, durations
 in seconds), validates them strictly and returns the payload model; a refusal raises
-:class:`~jobcore.errors.JobError`.
+:class:`~jobcore.errors.JobError`. Every method goes through the table of verbs
+(:data:`~jobcore.verbs.VERBS`); there is one method per verb for its signature and its docs.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
-from .inputs import (
-    DeleteInput,
-    JobSpec,
-    KillInput,
-    ListInput,
-    RunInput,
-    SnapshotInput,
-    StartInput,
-    TagInput,
-    parse,
-)
-from .operations import Operations
 from .payloads import (
     CreatePayload,
     DeletePayload,
     KillPayload,
     LaunchPayload,
     ListPayload,
+    Payload,
     SnapshotPayload,
     TagPayload,
     WaitPayload,
 )
 from .policy import Policy
 from .store import Store
+from .verbs import VERBS, Context, Verb
 from .waiting import drive_async, drive_sync
 
 
@@ -41,7 +33,6 @@ class _Base:
     def __init__(self, root: str | os.PathLike[str] | None = None, *, policy: Policy | None = None) -> None:
         self.store = Store(root)
         self.policy = policy or Policy()
-        self._ops = Operations(self.store, self.policy)
 
     def prepare(self) -> None:
         """Make the store's root ready for use, or raise :class:`JobError` saying why it cannot be."""
@@ -51,70 +42,81 @@ class _Base:
     def root(self) -> str:
         return str(self.store.root)
 
+    def _bind(self, verb: Verb, args: dict[str, Any]) -> functools.partial[Any]:
+        return functools.partial(verb.call, Context(self.store, self.policy), args)
+
 
 class Jobs(_Base):
     """Blocking API, for a CLI or a script."""
 
+    def call(self, verb: Verb, args: dict[str, Any]) -> Payload:
+        """Run ``verb`` (an entry of :data:`VERBS`) with ``args``, as the method of that name does."""
+        return drive_sync(self._bind(verb, args))
+
     def create(self, **args: Any) -> CreatePayload:
-        return drive_sync(self._ops.create(parse(JobSpec, args)))
+        return self.call(VERBS["create"], args)  # type: ignore[return-value]
 
     def start(self, **args: Any) -> LaunchPayload:
-        return drive_sync(self._ops.start(parse(StartInput, args)))
+        return self.call(VERBS["start"], args)  # type: ignore[return-value]
 
     def run(self, **args: Any) -> LaunchPayload:
-        return drive_sync(self._ops.run(parse(RunInput, args)))
+        return self.call(VERBS["run"], args)  # type: ignore[return-value]
 
     def restart(self, **args: Any) -> LaunchPayload:
-        return drive_sync(self._ops.restart(parse(StartInput, args)))
+        return self.call(VERBS["restart"], args)  # type: ignore[return-value]
 
     def snapshot(self, **args: Any) -> SnapshotPayload:
-        return drive_sync(self._ops.snapshot(parse(SnapshotInput, args)))
+        return self.call(VERBS["snapshot"], args)  # type: ignore[return-value]
 
     def wait(self, **args: Any) -> WaitPayload:
-        return drive_sync(self._ops.wait(parse(StartInput, args)))
+        return self.call(VERBS["wait"], args)  # type: ignore[return-value]
 
     def kill(self, **args: Any) -> KillPayload:
-        return drive_sync(self._ops.kill(parse(KillInput, args)))
+        return self.call(VERBS["kill"], args)  # type: ignore[return-value]
 
     def list(self, **args: Any) -> ListPayload:
-        return drive_sync(self._ops.list(parse(ListInput, args)))
+        return self.call(VERBS["list"], args)  # type: ignore[return-value]
 
     def delete(self, **args: Any) -> DeletePayload:
-        return drive_sync(self._ops.delete(parse(DeleteInput, args)))
+        return self.call(VERBS["delete"], args)  # type: ignore[return-value]
 
     def tag(self, **args: Any) -> TagPayload:
-        return drive_sync(self._ops.tag(parse(TagInput, args)))
+        return self.call(VERBS["tag"], args)  # type: ignore[return-value]
 
 
 class AsyncJobs(_Base):
-    """The same operations for an event loop: blocking steps run in worker threads, waits in the loop."""
+    """The same verbs for an event loop: blocking steps run in worker threads, waits in the loop."""
+
+    async def call(self, verb: Verb, args: dict[str, Any]) -> Payload:
+        """Run ``verb`` (an entry of :data:`VERBS`) with ``args``, as the method of that name does."""
+        return await drive_async(self._bind(verb, args))
 
     async def create(self, **args: Any) -> CreatePayload:
-        return await drive_async(self._ops.create(parse(JobSpec, args)))
+        return await self.call(VERBS["create"], args)  # type: ignore[return-value]
 
     async def start(self, **args: Any) -> LaunchPayload:
-        return await drive_async(self._ops.start(parse(StartInput, args)))
+        return await self.call(VERBS["start"], args)  # type: ignore[return-value]
 
     async def run(self, **args: Any) -> LaunchPayload:
-        return await drive_async(self._ops.run(parse(RunInput, args)))
+        return await self.call(VERBS["run"], args)  # type: ignore[return-value]
 
     async def restart(self, **args: Any) -> LaunchPayload:
-        return await drive_async(self._ops.restart(parse(StartInput, args)))
+        return await self.call(VERBS["restart"], args)  # type: ignore[return-value]
 
     async def snapshot(self, **args: Any) -> SnapshotPayload:
-        return await drive_async(self._ops.snapshot(parse(SnapshotInput, args)))
+        return await self.call(VERBS["snapshot"], args)  # type: ignore[return-value]
 
     async def wait(self, **args: Any) -> WaitPayload:
-        return await drive_async(self._ops.wait(parse(StartInput, args)))
+        return await self.call(VERBS["wait"], args)  # type: ignore[return-value]
 
     async def kill(self, **args: Any) -> KillPayload:
-        return await drive_async(self._ops.kill(parse(KillInput, args)))
+        return await self.call(VERBS["kill"], args)  # type: ignore[return-value]
 
     async def list(self, **args: Any) -> ListPayload:
-        return await drive_async(self._ops.list(parse(ListInput, args)))
+        return await self.call(VERBS["list"], args)  # type: ignore[return-value]
 
     async def delete(self, **args: Any) -> DeletePayload:
-        return await drive_async(self._ops.delete(parse(DeleteInput, args)))
+        return await self.call(VERBS["delete"], args)  # type: ignore[return-value]
 
     async def tag(self, **args: Any) -> TagPayload:
-        return await drive_async(self._ops.tag(parse(TagInput, args)))
+        return await self.call(VERBS["tag"], args)  # type: ignore[return-value]

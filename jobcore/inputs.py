@@ -165,7 +165,7 @@ class JobSpec(_Input):
         return _check_tags(v)
 
 
-class Observation(_Input):
+class WatchOptions(_Input):
     """How long a call watches the job and how much output it returns."""
 
     wait_seconds: Seconds | None = Field(None, description="Longest time this call waits for the job to end.")
@@ -175,7 +175,7 @@ class Observation(_Input):
     )
 
 
-class RunInput(JobSpec, Observation):
+class RunInput(JobSpec, WatchOptions):
     pass
 
 
@@ -183,8 +183,8 @@ class JobRef(_Input):
     job_id: JobIdStr
 
 
-class StartInput(JobRef, Observation):
-    pass
+class WatchInput(JobRef, WatchOptions):
+    """A job to watch, and how: the input of start, restart and wait."""
 
 
 class SnapshotInput(JobRef):

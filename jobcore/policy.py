@@ -23,9 +23,6 @@ from .errors import JobError
 #: Variables of the server's own environment that no job, supervisor or notify command inherits.
 SERVER_SECRETS = ("AGENT_JOBS_TOKEN",)
 
-#: The operations a read-only server still serves.
-READ_ONLY_OPERATIONS = frozenset({"snapshot", "wait", "list"})
-
 
 class Policy(BaseModel):
     """The rules; the defaults allow everything, as a server without a policy does."""
@@ -90,15 +87,6 @@ class Policy(BaseModel):
         return self.model_dump()
 
     # --- enforcement: each check raises ``policy_denied`` naming the rule and the value ------
-
-    def check_operation(self, operation: str) -> None:
-        """``read_only``: only the operations that change nothing are served."""
-        if self.read_only and operation not in READ_ONLY_OPERATIONS:
-            raise denied(
-                "read_only",
-                f"this server is read-only: {operation} is refused (only {', '.join(sorted(READ_ONLY_OPERATIONS))})",
-                operation=operation,
-            )
 
     def check_path(self, field: str, path: str) -> None:
         """``allowed_roots``: ``path`` (absolute), symlinks followed, lies under one of the roots."""

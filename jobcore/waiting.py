@@ -1,16 +1,18 @@
 """One waiting code path for the sync and the async API.
 
-Operations are generators that yield :class:`WaitFor` whenever they must wait for an event
-(a pidfd that becomes readable when a process exits, the wake FIFO that hangs up when a
-supervisor finishes). :func:`drive_sync` blocks in ``poll``; :func:`drive_async` runs each
-step in a worker thread and waits in the event loop, so an async wait never blocks other work.
+A verb that waits returns a :data:`Flow`: a generator that yields :class:`WaitFor` whenever it
+must wait for an event (a pidfd that becomes readable when a process exits, the wake FIFO that
+hangs up when a supervisor finishes). A verb that never waits returns its payload. Both drivers
+take the call itself and accept either: :func:`drive_sync` blocks in ``poll``; :func:`drive_async`
+runs the call and each step in a worker thread and waits in the event loop, so an async wait never
+blocks other work.
 """
 
 from __future__ import annotations
 
 import errno
 import select
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -45,10 +47,26 @@ class WaitFor:
     timeout: float | None = None
 
 
-Steps = Generator[WaitFor, None, T]
+#: The steps of a verb that waits: yields what to wait for, returns the payload.
+Flow = Generator[WaitFor, None, T]
 
 
-def drive_sync(steps: Steps[T]) -> T:
+def _begin(call: Callable[[], Flow[T] | T]) -> Flow[T] | T:
+    """Make the call: it validates and checks the policy, then runs a verb that never waits or hands back a Flow."""
+    try:
+        return call()
+    except OSError as exc:
+        raise _io_error(exc) from exc
+
+
+def drive_sync(call: Callable[[], Flow[T] | T]) -> T:
+    outcome = _begin(call)
+    if not isinstance(outcome, Generator):
+        return outcome
+    return _drive_flow(outcome)
+
+
+def _drive_flow(steps: Flow[T]) -> T:
     try:
         request = next(steps)
         while True:
@@ -79,7 +97,7 @@ async def _wait_async(request: WaitFor) -> None:
                 await anyio.wait_readable(ep.fileno())
 
 
-def _advance(steps: Steps[T]) -> tuple[WaitFor | None, T | None]:
+def _advance(steps: Flow[T]) -> tuple[WaitFor | None, T | None]:
     """One step, in a worker thread; StopIteration may not cross into a future, so it is unpacked here."""
     try:
         return steps.send(None), None
@@ -89,7 +107,11 @@ def _advance(steps: Steps[T]) -> tuple[WaitFor | None, T | None]:
         raise _io_error(exc) from exc
 
 
-async def drive_async(steps: Steps[T]) -> T:
+async def drive_async(call: Callable[[], Flow[T] | T]) -> T:
+    outcome = await anyio.to_thread.run_sync(_begin, call)
+    if not isinstance(outcome, Generator):
+        return outcome
+    steps: Flow[T] = outcome
     try:
         while True:
             request, result = await anyio.to_thread.run_sync(_advance, steps)

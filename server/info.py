@@ -19,7 +19,7 @@ from jobcore.payloads import Payload
 from jobcore.policy import Policy
 
 from . import schemas
-from .tools import SPECS, WaitPolicy, error_result, result
+from .tools import TOOLS, WaitPolicy, error_result, result
 
 NAME = "server_info"
 
@@ -50,7 +50,7 @@ def server_version() -> str:
 
 
 def payload(root: str, policy: Policy, waits: WaitPolicy) -> ServerInfoPayload:
-    defaults = {spec.name: waits.default_for(spec) for spec in SPECS if spec.wait_default_s is not None}
+    defaults = {tool.name: waits.default_for(tool) for tool in TOOLS if tool.waits}
     return ServerInfoPayload(
         version=server_version(),
         root=root,

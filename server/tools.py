@@ -1,4 +1,4 @@
-"""The MCP tools: one table row per tool, one :class:`JobTool` class that runs them all.
+"""The MCP tools: one row per tool over jobcore's table of verbs, one :class:`JobTool` class that runs them all.
 
 Why a Tool subclass: the SDK's own tools validate the arguments against a function signature
 and answer a bad call with pydantic's text. Every input error, unknown fields and wrong types
@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +23,9 @@ import anyio
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from jobcore import AsyncJobs, ErrorInfo, ErrorPayload, JobError
-from jobcore import inputs as ji
-from jobcore import payloads as jp
-from jobcore.operations import DEFAULT_KILL_WAIT_S, DEFAULT_LAUNCH_WAIT_S, DEFAULT_WAIT_S
-from jobcore.policy import READ_ONLY_OPERATIONS, Policy
+from jobcore import VERBS, AsyncJobs, ErrorInfo, ErrorPayload, JobError, Policy, Verb
 
 from . import schemas
 
@@ -45,133 +41,108 @@ READ_ONLY_PREFIX = "Refused by this server's policy (read-only). "
 
 
 @dataclass(frozen=True)
-class Spec:
-    """One tool: its name, the jobcore method behind it, its models and what it tells an agent."""
+class ToolDef:
+    """One tool: what is the server's own (name, title, description, hints) over a jobcore verb.
+
+    The verb's entry in jobcore's table gives the input and payload models, the ``wait_seconds``
+    default and whether the tool changes anything.
+    """
 
     name: str
-    method: str
+    verb: Verb
     title: str
-    inputs: type[BaseModel]
-    payload: type[BaseModel]
     description: str
-    #: The tool's own ``wait_seconds`` default (jobcore's), or None for a tool that does not wait.
-    wait_default_s: float | None = None
-    read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
 
+    @property
+    def waits(self) -> bool:
+        return self.verb.wait_default_s is not None
 
-SPECS: tuple[Spec, ...] = (
-    Spec(
+
+TOOLS: tuple[ToolDef, ...] = (
+    ToolDef(
         "create_job",
-        "create",
+        VERBS["create"],
         "Create a job",
-        ji.JobSpec,
-        jp.CreatePayload,
         "Define a background job without starting it: stores the command, cwd, environment, stdin and "
         "limits, and returns its job_id in state `created`. Use it to start the job later with start_job; "
         "to define and start in one call, use run_job.",
     ),
-    Spec(
+    ToolDef(
         "start_job",
-        "start",
+        VERBS["start"],
         "Start a created job",
-        ji.StartInput,
-        jp.LaunchPayload,
         "Start a job made with create_job and watch it for up to wait_seconds ({wait}): returns the moment "
         "it ends, with exit code and final output, or at the deadline with its state and the output so far. "
         "The job keeps running after the call returns; a job that is not `created` is refused (invalid_state).",
-        wait_default_s=DEFAULT_LAUNCH_WAIT_S,
     ),
-    Spec(
+    ToolDef(
         "run_job",
-        "run",
+        VERBS["run"],
         "Run a command as a job",
-        ji.RunInput,
-        jp.LaunchPayload,
         "Run a command as a durable background job in one call (create + start). Returns the moment it ends "
         "(exit code, signal, output tail) or after wait_seconds ({wait}) with the job still running and its "
         "output so far; then use wait, snapshot or kill with its job_id. wait_seconds 0 launches and returns at "
         "once.",
-        wait_default_s=DEFAULT_LAUNCH_WAIT_S,
     ),
-    Spec(
+    ToolDef(
         "snapshot",
-        "snapshot",
+        VERBS["snapshot"],
         "Read a job's state and output",
-        ji.SnapshotInput,
-        jp.SnapshotPayload,
         "Read a job's state and output without waiting or changing anything: state, exit code, times, "
         "and the last lines of stdout and stderr. With stdout_offset/stderr_offset it returns the bytes from "
         "that offset on instead; each range's end is the offset to page from next.",
-        read_only=True,
         idempotent=True,
     ),
-    Spec(
+    ToolDef(
         "wait",
-        "wait",
+        VERBS["wait"],
         "Wait for a job to end",
-        ji.StartInput,
-        jp.WaitPayload,
         "Wait for a job to end, for up to wait_seconds ({wait}): returns the moment it ends with exit code "
         "and final output, or at the deadline with timed_out true and the output so far. The job is never "
         "touched, not by the deadline nor by cancelling the call; call wait again to keep waiting.",
-        wait_default_s=DEFAULT_WAIT_S,
-        read_only=True,
         idempotent=True,
     ),
-    Spec(
+    ToolDef(
         "kill",
-        "kill",
+        VERBS["kill"],
         "Signal a job",
-        ji.KillInput,
-        jp.KillPayload,
         "Send a signal (default SIGTERM) to whatever still lives of a job, its process group and any "
         "descendant that left it, with SIGKILL after the job's kill_after; returns the signal sent and the "
         "state observed within wait_seconds ({wait}). A job still `created` is refused (invalid_state).",
-        wait_default_s=DEFAULT_KILL_WAIT_S,
         destructive=True,
     ),
-    Spec(
+    ToolDef(
         "list_jobs",
-        "list",
+        VERBS["list"],
         "List jobs",
-        ji.ListInput,
-        jp.ListPayload,
         "List jobs, newest first, with id, state, command, cwd, tags, exit code and times. By default only "
         "the jobs whose cwd is the server's working directory or below it; pass cwd for another tree or "
         "all: true for every job, and filter by state or tags.",
-        read_only=True,
         idempotent=True,
     ),
-    Spec(
+    ToolDef(
         "restart_job",
-        "restart",
+        VERBS["restart"],
         "Restart a job",
-        ji.StartInput,
-        jp.LaunchPayload,
         "Run a job's definition again under the same job_id: kills what still lives of it, clears its logs, "
         "starts it and watches it like start_job for up to wait_seconds ({wait}). A `created` job just starts.",
-        wait_default_s=DEFAULT_LAUNCH_WAIT_S,
         destructive=True,
     ),
-    Spec(
+    ToolDef(
         "delete_job",
-        "delete",
+        VERBS["delete"],
         "Delete jobs",
-        ji.DeleteInput,
-        jp.DeletePayload,
         "Remove job directories and their logs: one job by job_id (ended or `created`), or every ended job "
         "that finished longer ago than finished_older_than (7d, 12h, 45m, 90s). Running jobs and jobs with a "
         "live process are skipped with their reason; dry_run only reports what would go.",
         destructive=True,
     ),
-    Spec(
+    ToolDef(
         "tag_job",
-        "tag",
+        VERBS["tag"],
         "Set a job's tags",
-        ji.TagInput,
-        jp.TagPayload,
         "Replace a job's tags (labels such as 'ci' or 'project.build') and return them. Tags let you find "
         "jobs again with list_jobs (tags filter, 'a.*' for a namespace).",
         idempotent=True,
@@ -186,32 +157,32 @@ class WaitPolicy:
     default_s: float | None = None
     cap_s: float = 55.0
 
-    def default_for(self, spec: Spec) -> float:
-        assert spec.wait_default_s is not None
-        default = spec.wait_default_s if self.default_s is None else self.default_s
+    def default_for(self, tool: ToolDef) -> float:
+        assert tool.verb.wait_default_s is not None
+        default = tool.verb.wait_default_s if self.default_s is None else self.default_s
         return min(default, self.cap_s)
 
-    def apply(self, spec: Spec, arguments: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, tool: ToolDef, arguments: dict[str, Any]) -> dict[str, Any]:
         """Fill an absent ``wait_seconds`` with the default; lower one above the cap to the cap.
 
         A value of the wrong type (null included), negative or not finite is left alone for jobcore to refuse.
         """
-        if spec.wait_default_s is None:
+        if not tool.waits:
             return arguments
         if "wait_seconds" not in arguments:
-            return {**arguments, "wait_seconds": self.default_for(spec)}
+            return {**arguments, "wait_seconds": self.default_for(tool)}
         value = arguments["wait_seconds"]
         if isinstance(value, bool) or not isinstance(value, int | float):
             return arguments
         if isinstance(value, float) and not math.isfinite(value):
             return arguments
         if value > self.cap_s:  # exact for ints of any size, no float conversion
-            log.info("%s: wait_seconds %s lowered to the cap %s", spec.name, value, self.cap_s)
+            log.info("%s: wait_seconds %s lowered to the cap %s", tool.name, value, self.cap_s)
             return {**arguments, "wait_seconds": self.cap_s}
         return arguments
 
-    def describe(self, spec: Spec) -> str:
-        return f"default {self.default_for(spec):g} s, at most {self.cap_s:g} s"
+    def describe(self, tool: ToolDef) -> str:
+        return f"default {self.default_for(tool):g} s, at most {self.cap_s:g} s"
 
 
 def result(payload: dict[str, Any], is_error: bool) -> CallToolResult:
@@ -224,16 +195,16 @@ def error_result(code: str, message: str, *, retryable: bool = False, details: d
     return result(envelope.to_dict(), True)
 
 
-async def invoke(spec: Spec, operation: Callable[..., Awaitable[Any]], arguments: dict[str, Any]) -> CallToolResult:
-    """Run one jobcore operation; every outcome but cancellation becomes a result."""
+async def invoke(tool: ToolDef, jobs: AsyncJobs, arguments: dict[str, Any]) -> CallToolResult:
+    """Run the tool's jobcore verb; every outcome but cancellation becomes a result."""
     try:
-        payload = await operation(**arguments)
+        payload = await jobs.call(tool.verb, arguments)
     except JobError as exc:
-        log.info("%s refused: %s: %s", spec.name, exc.code, exc.message)
+        log.info("%s refused: %s: %s", tool.name, exc.code, exc.message)
         return error_result(exc.code, exc.message, retryable=exc.retryable, details=exc.details)
     except Exception as exc:
-        log.exception("%s failed unexpectedly", spec.name)
-        return error_result("internal_error", f"{spec.name} failed: {type(exc).__name__}: {exc}")
+        log.exception("%s failed unexpectedly", tool.name)
+        return error_result("internal_error", f"{tool.name} failed: {type(exc).__name__}: {exc}")
     return result(payload.to_dict(), False)
 
 
@@ -257,7 +228,7 @@ class JobTool(Tool):
     fn: Callable[..., Any] | None = Field(None, exclude=True)
     fn_metadata: FuncMetadata | None = None
     is_async: bool = True
-    spec: Spec = Field(exclude=True)
+    tool: ToolDef = Field(exclude=True)
     jobs: AsyncJobs = Field(exclude=True)
     waits: WaitPolicy = Field(exclude=True)
     result_schema: dict[str, Any] = Field(exclude=True)
@@ -271,15 +242,14 @@ class JobTool(Tool):
     async def run(self, arguments: dict[str, Any], context: Context, convert_result: bool = False) -> CallToolResult:
         if not isinstance(arguments, dict):
             return error_result("invalid_input", f"arguments must be an object (got {type(arguments).__name__})")
-        arguments = self.waits.apply(self.spec, arguments)
-        operation = getattr(self.jobs, self.spec.method)
-        if self.spec.wait_default_s is None:
-            return await invoke(self.spec, operation, arguments)
+        arguments = self.waits.apply(self.tool, arguments)
+        if not self.tool.waits:
+            return await invoke(self.tool, self.jobs, arguments)
         total = arguments.get("wait_seconds")
         total = total if isinstance(total, int | float) and not isinstance(total, bool) else None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_tick_progress, context, total)
-            result = await invoke(self.spec, operation, arguments)
+            result = await invoke(self.tool, self.jobs, arguments)
             tg.cancel_scope.cancel()
         return result
 
@@ -287,35 +257,36 @@ class JobTool(Tool):
 def build_tools(jobs: AsyncJobs, waits: WaitPolicy, policy: Policy | None = None) -> list[JobTool]:
     """Every job tool; under a read-only policy all are still listed, the refused ones saying so first."""
     tools = []
-    for spec in SPECS:
+    for tool in TOOLS:
         overrides = {}
-        description = spec.description
-        if policy is not None and policy.read_only and spec.method not in READ_ONLY_OPERATIONS:
+        description = tool.description
+        read_only = tool.verb.read_only
+        if policy is not None and policy.read_only and not read_only:
             description = READ_ONLY_PREFIX + description
-        if spec.wait_default_s is not None:
-            bounds = waits.describe(spec)
+        if tool.waits:
+            bounds = waits.describe(tool)
             description = description.format(wait=bounds)
             overrides["wait_seconds"] = (
                 f"Longest time this call waits for the job to end, in seconds ({bounds}; "
                 "a longer wait is lowered to the cap). The job is untouched when the wait ends."
             )
         annotations = ToolAnnotations(
-            title=spec.title,
-            read_only_hint=spec.read_only,
-            destructive_hint=None if spec.read_only else spec.destructive,
-            idempotent_hint=spec.idempotent,
+            title=tool.title,
+            read_only_hint=read_only,
+            destructive_hint=None if read_only else tool.destructive,
+            idempotent_hint=tool.idempotent,
         )
         tools.append(
             JobTool(
-                name=spec.name,
-                title=spec.title,
+                name=tool.name,
+                title=tool.title,
                 description=description,
-                parameters=schemas.input_schema(spec.inputs, overrides),
+                parameters=schemas.input_schema(tool.verb.inputs, overrides),
                 annotations=annotations,
-                spec=spec,
+                tool=tool,
                 jobs=jobs,
                 waits=waits,
-                result_schema=schemas.output_schema(spec.payload),
+                result_schema=schemas.output_schema(tool.verb.payload),
             )
         )
     return tools

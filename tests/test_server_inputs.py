@@ -135,9 +135,9 @@ async def test_huge_wait_is_lowered_to_the_cap(job_root: Path):
 
 
 def test_wait_policy_fills_and_caps_but_leaves_bad_values_to_jobcore():
-    from server.tools import SPECS, WaitPolicy
+    from server.tools import TOOLS, WaitPolicy
 
-    spec = {s.name: s for s in SPECS}
+    spec = {t.name: t for t in TOOLS}
     policy = WaitPolicy(default_s=None, cap_s=5)
     assert policy.apply(spec["wait"], {"job_id": "abcd"})["wait_seconds"] == 5  # 30 s default, capped
     assert policy.apply(spec["run_job"], {"command": "x"})["wait_seconds"] == 5

@@ -1,0 +1,165 @@
+"""Watching a job: waiting for its end, for its processes to go, and reading what it wrote.
+
+Shared by the verbs that launch a job and watch it (start, run, restart), and by wait and kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import ExitStack
+from typing import Any
+
+from .. import logs
+from ..inputs import MAX_BYTES_CAP, WatchOptions
+from ..payloads import Events, LaunchPayload, Snapshot
+from ..store import JobDir
+from ..supervisor import fsio, procs, records
+from ..waiting import Flow, WaitFor
+
+#: With the supervisor lost, other members of the group give no exit event: look again this often.
+LOST_RECHECK_S = 0.5
+#: How long a supervisor may take to record an end, or to escalate a kill, before it is
+#: taken for unresponsive and SIGKILLed (see docs/records.md).
+SUPERVISOR_GRACE_S = 1.0
+#: How long start, run and restart watch the job when no ``wait_seconds`` is given.
+DEFAULT_LAUNCH_WAIT_S = 10.0
+
+
+def capped_max_bytes(max_bytes: int) -> tuple[int, dict[str, int] | None]:
+    """``max_bytes`` within the cap, and the payload's ``lowered_to`` when it had to be lowered."""
+    if max_bytes > MAX_BYTES_CAP:
+        return MAX_BYTES_CAP, {"max_bytes": MAX_BYTES_CAP}
+    return max_bytes, None
+
+
+def ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def events(jd: JobDir) -> Events | None:
+    """Trigger counters, once an output trigger has fired or been disabled."""
+    try:
+        counters = fsio.read_json(jd.file(fsio.TRIGGERS))
+    except (OSError, ValueError):
+        return None
+    return Events(
+        matched=counters["matched"],
+        last_line=counters.get("last_line"),
+        undelivered=counters.get("undelivered") or None,
+        disabled=counters.get("disabled"),
+    )
+
+
+def read_snapshot(jd: JobDir, tail_lines: int, max_bytes: int, **offsets: int | None) -> Snapshot:
+    return logs.snapshot(jd.stdout_path, jd.stderr_path, tail_lines=tail_lines, max_bytes=max_bytes, **offsets)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
+def wait_for_end(jd: JobDir, deadline: float) -> Flow[dict[str, Any]]:
+    """The job's state once it has ended, or at the deadline; woken by the end itself.
+
+    The supervisor holds the job's wake FIFO open for writing while the command runs;
+    our read end hangs up the moment it closes it (after writing the end) or dies.
+    The FIFO is opened before the state is read, so no end can slip between the two.
+    """
+    while True:
+        with ExitStack() as stack:
+            fifo = os.open(jd.file(fsio.WAKE_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            stack.callback(os.close, fifo)
+            state = jd.observed_state()
+            remaining = deadline - time.monotonic()
+            if records.is_ended(state) or remaining <= 0:
+                return state
+            request = WaitFor([fifo], remaining)
+            if state.get("reason") == "supervisor_lost":
+                leader = _pidfd(state["pid"]) if procs.is_alive(state["pid"]) else None
+                if leader is not None:
+                    stack.callback(os.close, leader)
+                request = WaitFor([leader] if leader is not None else [], min(remaining, LOST_RECHECK_S))
+            yield request
+
+
+def wait_any_exit(pids: list[int], timeout: float) -> Flow[None]:
+    with ExitStack() as stack:
+        fds = []
+        for pid in pids:
+            if (fd := _pidfd(pid)) is not None:
+                stack.callback(os.close, fd)
+                fds.append(fd)
+        if len(fds) == len(pids):  # else one is gone already: look again at once
+            yield WaitFor(fds, timeout)
+
+
+def stop_job(
+    job_id: str, pgid: int | None, signum: int | None, escalate_after: float | None, deadline: float
+) -> Flow[list[int]]:
+    """Send ``signum`` (None: none) to the job's processes and watch them go, until the deadline.
+
+    With ``escalate_after``, SIGKILL whatever is still alive that many seconds later.
+    Returns the pids still alive.
+    """
+    if signum is not None:
+        procs.signal_job(job_id, pgid, signum)
+    escalate_at = None if escalate_after is None else time.monotonic() + escalate_after
+    while True:
+        pids = procs.job_processes(job_id, pgid)
+        now = time.monotonic()
+        if not pids or now >= deadline:
+            return pids
+        if escalate_at is not None and now >= escalate_at:
+            procs.signal_job(job_id, pgid, signal.SIGKILL)
+            escalate_at = None
+            continue
+        until = deadline if escalate_at is None else min(deadline, escalate_at)
+        yield from wait_any_exit(pids, until - now)
+
+
+def kill_supervisor(jd: JobDir, supervisor: int) -> Flow[None]:
+    """SIGKILL a supervisor that does not respond and wait for it to go."""
+    if procs.is_supervisor_of(supervisor, str(jd.path)):
+        try:
+            os.kill(supervisor, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        yield from wait_any_exit([supervisor], SUPERVISOR_GRACE_S)
+
+
+def watch_launched(
+    verb: str,
+    jd: JobDir,
+    watch: WatchOptions,
+    started: float,
+    max_bytes: int,
+    lowered: dict[str, int] | None,
+) -> Flow[LaunchPayload]:
+    """Watch a job just launched until it ends or ``wait_seconds`` pass: the payload of start, run and restart."""
+    wait_s = DEFAULT_LAUNCH_WAIT_S if watch.wait_seconds is None else watch.wait_seconds
+    observed_from = time.monotonic()
+    state = yield from wait_for_end(jd, observed_from + wait_s)
+    now = time.monotonic()
+    meta = jd.read_meta()
+    snap = read_snapshot(jd, watch.tail_lines, max_bytes)
+    ended = records.is_ended(state)
+    return LaunchPayload(
+        type=verb,  # type: ignore[arg-type]
+        job_id=jd.job_id,
+        state=records.status(state),
+        tags=meta["tags"],
+        env_vars=meta["env_vars"] or None,
+        stdout_log_path=jd.stdout_path,
+        stderr_log_path=jd.stderr_path,
+        waited_ms=ms(now - observed_from),
+        elapsed_ms=ms(now - started),
+        snapshot=None if ended else snap,
+        final_snapshot=snap if ended else None,
+        lowered_to=lowered,
+        **(records.end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
+    )

@@ -1,0 +1,81 @@
+"""restart: stop what still lives of a job, clear its logs and run its definition again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from ..errors import JobError
+from ..inputs import WatchInput
+from ..payloads import LaunchPayload
+from ..retention import auto_clean
+from ..store import JobDir
+from ..supervisor import fsio, procs, records
+from ..waiting import Flow
+from ._context import Context
+from ._launching import check_definition, launch_job, launch_slot
+from ._observe import (
+    SUPERVISOR_GRACE_S,
+    capped_max_bytes,
+    kill_supervisor,
+    stop_job,
+    wait_any_exit,
+    wait_for_end,
+    watch_launched,
+)
+
+_RESTART_STOP_S = 10.0
+
+
+def restart(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
+    started = time.monotonic()
+    max_bytes, lowered = capped_max_bytes(inp.max_bytes)
+    jd = ctx.store.open(inp.job_id)
+    with jd.lock():
+        check_definition(ctx.policy, jd.read_meta())
+        state = jd.observed_state()
+        # The slot is held from before the old run is stopped: a refused restart changes nothing.
+        with launch_slot(ctx, jd):
+            if records.status(state) != "created":
+                yield from _stop_all(jd, state)
+                jd.empty_logs()
+                for name in fsio.RUN_FILES:
+                    try:
+                        os.unlink(jd.file(name))
+                    except FileNotFoundError:
+                        pass
+                jd.write_state("created")
+            launch_job(ctx, jd)
+    auto_clean(ctx.store.root)
+    return (yield from watch_launched("restart", jd, inp, started, max_bytes, lowered))
+
+
+def _stop_all(jd: JobDir, state: dict[str, Any]) -> Flow[None]:
+    """End every process of the job and its supervisor, or refuse the restart.
+
+    A supervisor that has not recorded the end a grace after the job's processes are gone
+    does not respond: it is killed rather than waited for.
+    """
+    meta = jd.read_meta()
+    deadline = time.monotonic() + _RESTART_STOP_S
+    supervisor = state.get("supervisor_pid")
+    left = yield from stop_job(jd.job_id, state.get("pid"), signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
+    if not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
+        ended = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
+        if not records.is_ended(ended):
+            yield from kill_supervisor(jd, supervisor)
+    # Having recorded the end, the supervisor finishes its deliveries and exits on its own.
+    while not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
+        if time.monotonic() >= deadline:
+            left = [supervisor]
+            break
+        yield from wait_any_exit([supervisor], deadline - time.monotonic())
+    if left:
+        raise JobError(
+            "invalid_state",
+            f"job {jd.job_id}: processes {left} did not end; not restarted",
+            retryable=True,
+            details={"job_id": jd.job_id, "pids": left},
+        )

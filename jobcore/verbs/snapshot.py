@@ -1,0 +1,36 @@
+"""snapshot: a job's state and output as they are now, without waiting or changing anything."""
+
+from __future__ import annotations
+
+from ..inputs import SnapshotInput
+from ..payloads import SnapshotPayload
+from ..supervisor import records
+from ._context import Context
+from ._observe import capped_max_bytes, events, read_snapshot
+
+
+def snapshot(ctx: Context, inp: SnapshotInput) -> SnapshotPayload:
+    max_bytes, lowered = capped_max_bytes(inp.max_bytes)
+    jd = ctx.store.open(inp.job_id)
+    meta = jd.read_meta()
+    state = jd.observed_state()
+    snap = read_snapshot(
+        jd, inp.tail_lines, max_bytes, stdout_offset=inp.stdout_offset, stderr_offset=inp.stderr_offset
+    )
+    return SnapshotPayload(
+        job_id=jd.job_id,
+        state=records.status(state),
+        command=meta["command"],
+        cwd=meta["cwd"],
+        tags=meta["tags"],
+        created_at=meta["created_at"],
+        started_at=records.started_at(state),
+        updated_at=state["updated_at"],
+        stdout_log_path=jd.stdout_path,
+        stderr_log_path=jd.stderr_path,
+        full_log_path=jd.full_path,
+        events=events(jd),
+        snapshot=snap,
+        lowered_to=lowered,
+        **records.end_fields(state),
+    )
