@@ -17,8 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from starlette.types import Receive, Scope, Send
 
-from jobcore import AsyncJobs
-from jobcore.policy import Policy
+from jobcore import AsyncJobs, Policy
 
 from . import access
 from .config import Config

@@ -8,8 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jobcore import AsyncJobs, JobError
-from jobcore.policy import SERVER_SECRETS
+from jobcore import SERVER_SECRETS, AsyncJobs, JobError
 
 from .config import ConfigError, load, parser
 

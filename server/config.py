@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from jobcore.policy import Policy
+from jobcore import Policy
 
 from . import tokens
 
@@ -93,8 +93,7 @@ def wait_settings(env: Mapping[str, str]) -> tuple[float | None, float]:
 
 def _check_retention(env: Mapping[str, str]) -> None:
     """A bad ``AGENT_JOBS_RETENTION`` would only show as a warning at every launch: refuse it now."""
-    from jobcore import JobError  # the engine, not the SDK: cheap enough here
-    from jobcore.retention import retention_seconds
+    from jobcore import JobError, retention_seconds  # the engine, not the SDK: cheap enough here
 
     raw = env.get(ENV_RETENTION)
     if not raw:

@@ -14,9 +14,7 @@ from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobcore.inputs import MAX_BYTES_CAP
-from jobcore.payloads import Payload
-from jobcore.policy import Policy
+from jobcore import MAX_BYTES_CAP, Payload, Policy
 
 from . import schemas
 from .tools import TOOLS, WaitPolicy, error_result, result

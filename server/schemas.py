@@ -18,7 +18,7 @@ from typing import Any, Union
 
 from pydantic import BaseModel, TypeAdapter
 
-from jobcore.payloads import ErrorPayload
+from jobcore import ErrorPayload
 
 #: Descriptions for input fields that jobcore's models leave undescribed (each input must have one).
 FALLBACK_DESCRIPTIONS = {
