@@ -29,7 +29,7 @@ _RETRYABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.E
 
 
 def _io_error(exc: OSError) -> JobError:
-    """Disk full, permissions and the like, as the contract's ``io_error``."""
+    """Disk full, permissions and the like, as an ``io_error`` (retryable when it may pass)."""
     where = f": {exc.filename}" if exc.filename else ""
     return JobError(
         "io_error",
