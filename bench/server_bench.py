@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import select
 import statistics
 import subprocess
@@ -83,6 +84,11 @@ class _Servers:
         self.root = work / "jobs"
         self.baseline_script = work / "baseline_server.py"
         self.baseline_script.write_text(BASELINE_SERVER)
+        #: Our HTTP transports always want a token: measured as users run them, with one.
+        self.token = secrets.token_urlsafe(32)
+        self.token_file = work / "token"
+        self.token_file.write_text(self.token)
+        self.token_file.chmod(0o600)
 
     def ours(self, *flags: str) -> list[str]:
         return [sys.executable, "-m", "server", "serve", "--root", str(self.root), "--log-level", "warning", *flags]
@@ -148,8 +154,10 @@ async def _round_trips(client: Any, name: str, args: dict[str, Any]) -> float:
 
 
 async def _measure_async(servers: _Servers) -> list[Row]:
+    import httpx2
     from mcp import Client, StdioServerParameters
     from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
 
     def stdio(cmd: list[str]) -> Client:
         return Client(StdioServerParameters(command=cmd[0], args=cmd[1:], env=_env()), mode="legacy")
@@ -183,14 +191,22 @@ async def _measure_async(servers: _Servers) -> list[Row]:
 
     for label, transport, path in (("SSE", "sse", "/sse"), ("streamable HTTP", "streamable-http", "/mcp")):
         async with (
-            _http_process(servers.ours("--transport", transport, "--port", "0")) as ours_url,
+            _http_process(
+                servers.ours("--transport", transport, "--port", "0", "--token-file", str(servers.token_file))
+            ) as ours_url,
             _http_process(servers.baseline(transport)) as base_url,
         ):
 
-            def target(url: str, transport: str = transport, path: str = path) -> Any:
-                return sse_client(url + path) if transport == "sse" else url + path
+            def target(url: str, headers: dict[str, str], transport: str = transport, path: str = path) -> Any:
+                if transport == "sse":
+                    return sse_client(url + path, headers=headers)
+                return streamable_http_client(url + path, http_client=httpx2.AsyncClient(headers=headers))
 
-            async with Client(target(ours_url), mode="legacy") as ours, Client(target(base_url), mode="legacy") as base:
+            bearer = {"Authorization": f"Bearer {servers.token}"}
+            async with (
+                Client(target(ours_url, bearer), mode="legacy") as ours,
+                Client(target(base_url, {}), mode="legacy") as base,
+            ):
                 ours_rtt = await _round_trips(ours, "snapshot", snapshot)
                 base_rtt = await _round_trips(base, "echo", {"x": 1})
         metric = f"round trip: snapshot over {label} (median)"
