@@ -111,3 +111,17 @@ def http_server(job_root: Path, state_home: Path) -> Callable[..., Any]:
                 service.stop()
 
     return run
+
+
+@pytest.fixture
+def agent_jobs_bin(tmp_path: Path) -> Path:
+    """A folder holding an ``agent-jobs`` command that runs this checkout's server, to put first on ``PATH``.
+
+    Commands copied from the README or ``mcp.json.example`` then run the code under test, not an installed copy.
+    """
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "agent-jobs"
+    script.write_text(f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m server "$@"\n')
+    script.chmod(0o755)
+    return folder
