@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from types import FrameType
 
 from jobcore import SERVER_SECRETS, AsyncJobs, JobError
 
-from .config import ConfigError, load, parser
+from .config import ConfigError, load, parsers
 
 log = logging.getLogger("agent_jobs")
 
@@ -27,13 +30,34 @@ def _setup_logging(level: str) -> None:
             logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
+TERMINAL_NOTICE = (
+    "agent-jobs: this is an MCP server, waiting for an MCP client to talk to it on stdin/stdout;"
+    " add it to a client instead (e.g. `claude mcp add agent-jobs -- agent-jobs serve`, see the README);"
+    " Ctrl-C stops it."
+)
+
+
+def _version() -> str:
+    try:
+        return version("agent-jobs")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _exit_now(signum: int, _frame: FrameType | None) -> None:
+    """Leave at once: the stdio reader blocks in a thread that no cancellation reaches, and jobs run detached."""
+    os._exit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    if args.command != "serve":
+    p, commands = parsers(_version())
+    args, extra = p.parse_known_args(argv)
+    if args.command is None:
         p.print_usage(sys.stderr)
         print("agent-jobs: error: give a command, e.g. `agent-jobs serve`", file=sys.stderr)
         return 2
+    if extra:
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # exits 2
     try:
         cfg = load(args)
     except ConfigError as exc:
@@ -57,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if cfg.transports == ("stdio",):
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, _exit_now)
+            if sys.stdin.isatty():
+                print(TERMINAL_NOTICE, file=sys.stderr, flush=True)
             anyio.run(app.serve_stdio, cfg, jobs)
         else:
             try:

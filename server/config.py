@@ -196,10 +196,18 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The ``agent-jobs`` command line."""
+    return parsers()[0]
+
+
+def parsers(version: str = "") -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``agent-jobs`` parser and each subcommand's own, which reports that subcommand's errors."""
     p = argparse.ArgumentParser(
         prog="agent-jobs",
         description="An MCP server that gives LLM agents durable background jobs.",
     )
+    if version:
+        p.add_argument("--version", action="version", version=f"agent-jobs {version}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser(
         "serve",
@@ -265,7 +273,7 @@ def parser() -> argparse.ArgumentParser:
     )
     rules.add_argument("--read-only", action="store_true", help="serve only snapshot, wait, list_jobs and server_info")
     rules.add_argument("--max-running", type=int, metavar="N", help="at most N jobs running at once")
-    return p
+    return p, {"serve": serve}
 
 
 def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:

@@ -5,7 +5,10 @@ uvicorn on a real socket for SSE and streamable HTTP)."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +18,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+INSPECTOR_DIR = REPO / "tests" / "inspector"
+INSPECTOR = INSPECTOR_DIR / "node_modules" / ".bin" / "mcp-inspector"
 
 
 @pytest.fixture
@@ -111,3 +116,47 @@ def http_server(job_root: Path, state_home: Path) -> Callable[..., Any]:
                 service.stop()
 
     return run
+
+
+@pytest.fixture
+def agent_jobs_bin(tmp_path: Path) -> Path:
+    """A folder holding an ``agent-jobs`` command that runs this checkout's server, to put first on ``PATH``.
+
+    Commands copied from the README or ``mcp.json.example`` then run the code under test, not an installed copy.
+    """
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "agent-jobs"
+    script.write_text(f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m server "$@"\n')
+    script.chmod(0o755)
+    return folder
+
+
+#: The oldest Node the Inspector CLI was checked to work on (its package asks for 22.19; npm only warns on 20).
+NODE_MIN = (20, 0)
+
+
+def _node_problem() -> str | None:
+    """Why the Inspector cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "Node.js is not installed (the MCP Inspector tests need Node 20 or later)"
+    done = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30, check=False)
+    found = tuple(int(part) for part in re.findall(r"\d+", done.stdout)[:2])
+    if done.returncode != 0 or found < NODE_MIN:
+        return f"Node.js {done.stdout.strip() or '?'} is too old (the MCP Inspector tests need Node 20 or later)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def inspector_installed() -> Path:
+    """The Inspector CLI, installed from the lockfile on first use; these tests are skipped without Node."""
+    problem = _node_problem()
+    if problem:
+        pytest.skip(problem)
+    if not INSPECTOR.exists():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is not installed: it installs the MCP Inspector these tests use")
+        cmd = ["npm", "ci", "--prefix", str(INSPECTOR_DIR), "--no-audit", "--no-fund", "--loglevel=error"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}"
+    return INSPECTOR

@@ -16,15 +16,10 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import INSPECTOR, INSPECTOR_DIR, REPO
 from helpers import TOOLS
 
-REPO = Path(__file__).resolve().parent.parent
-INSPECTOR_DIR = REPO / "tests" / "inspector"
-INSPECTOR = INSPECTOR_DIR / "node_modules" / ".bin" / "mcp-inspector"
-
-pytestmark = pytest.mark.skipif(
-    not INSPECTOR.exists(), reason=f"MCP Inspector not installed: run `npm ci --prefix {INSPECTOR_DIR}`"
-)
+pytestmark = pytest.mark.usefixtures("inspector_installed")
 
 
 class Inspector:
