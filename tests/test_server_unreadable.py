@@ -82,7 +82,8 @@ def test_deep_nesting_over_stdio_is_answered_invalid_input(stdio: Stdio, tool: s
     stdio.send_line(_call_line(1, tool, f'{{"job_id": {_nested(1000)}}}'))
     stdio.send_line(_call_line(2, tool, f'{{"job_id": {_nested(100)}}}'))  # shallow enough to be read
     stdio.send_line(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
-    deep, shallow, listed = stdio.receive(), stdio.receive(), stdio.receive()
+    # Requests are served concurrently: replies may come in any order.
+    deep, shallow, listed = sorted((stdio.receive() for _ in range(3)), key=lambda reply: reply["id"])
     assert deep["id"] == 1
     assert deep["result"]["isError"] is True
     error = deep["result"]["structuredContent"]["error"]
