@@ -1,11 +1,14 @@
 """Reading windows of a job's logs (the snapshot object of the payloads).
 
 A tail reads at most ``max_bytes`` from the end of the file, so its cost does not grow
-with the log; an offset read returns ``[offset, min(size, offset + max_bytes))``.
+with the log; an offset read returns ``[offset, min(size, offset + max_bytes))``. Both keep
+whole UTF-8 characters at the edges they choose (see docs/payloads.md), so pages read from
+each range's end concatenate to the exact text.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +25,37 @@ class Window:
     size: int
     #: Something was left out: the start of a tail, or the rest after an offset window.
     truncated: bool
+
+
+#: The longest UTF-8 character, in bytes.
+_MAX_CHAR_BYTES = 4
+
+
+def _is_continuation(byte: int) -> bool:
+    return byte & 0xC0 == 0x80
+
+
+def _pending(data: bytes) -> int:
+    """How many bytes at the end of ``data`` begin a UTF-8 character that is not complete yet."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    decoder.decode(data, final=False)
+    return len(decoder.getstate()[0])
+
+
+def _whole_chars(data: bytes, limit: int) -> bytes:
+    """The first ``limit`` bytes of ``data`` less a character cut at their end, never none of them.
+
+    ``data`` holds a few bytes past ``limit``: when the first character alone is longer than
+    ``limit`` it is returned whole, so a pager always moves on. Bytes that cannot become a
+    character (invalid, or cut by the end of the file) are returned, to be replaced.
+    """
+    window = data[:limit]
+    if not 0 < _pending(window) < len(window):
+        # Whole characters, or only the start of one: take the rest of it, as far as it goes.
+        while len(window) < len(data) and _pending(window) == len(window):
+            window = data[: len(window) + 1]
+    pending = _pending(window)
+    return window[:-pending] if 0 < pending < len(window) else window
 
 
 def _read(path: str, window: Callable[[int], tuple[int, int]]) -> tuple[bytes, int, int]:
@@ -42,6 +76,13 @@ def read_tail(path: str, tail_lines: int, max_bytes: int) -> Window:
     """The last ``tail_lines`` lines (0 = any number) within the last ``max_bytes`` bytes."""
     data, begin, size = _read(path, lambda size: (max(0, size - max_bytes), size))
     end = begin + len(data)
+    if begin > 0:
+        # Cut inside a character: start at the next one.
+        skip = 0
+        while skip < min(len(data), _MAX_CHAR_BYTES - 1) and _is_continuation(data[skip]):
+            skip += 1
+        data = data[skip:]
+        begin += skip
     if tail_lines > 0 and data:
         # A last line without a newline counts as a line.
         cut = len(data) - 1 if data.endswith(b"\n") else len(data)
@@ -56,8 +97,13 @@ def read_tail(path: str, tail_lines: int, max_bytes: int) -> Window:
 
 
 def read_from(path: str, offset: int, max_bytes: int) -> Window:
-    """The bytes from ``offset`` on, at most ``max_bytes`` of them."""
-    data, begin, size = _read(path, lambda size: (min(offset, size), min(size, offset + max_bytes)))
+    """The bytes from ``offset`` on, at most ``max_bytes`` of them, ending on a character boundary.
+
+    A window too small for the character at ``offset`` holds that whole character instead.
+    """
+    reach = max_bytes + _MAX_CHAR_BYTES - 1
+    data, begin, size = _read(path, lambda size: (min(offset, size), min(size, offset + reach)))
+    data = _whole_chars(data, max_bytes) if max_bytes > 0 else b""
     end = begin + len(data)
     return Window(data.decode("utf-8", errors="replace"), begin, end, size, end < size)
 

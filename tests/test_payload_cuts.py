@@ -1,0 +1,72 @@
+"""Payloads say what happened: log pages keep whole characters, a kill of an ended job says so,
+a lowered wait is reported, and list_jobs pages with a cursor. Real jobs, through ``jobcore.Jobs``
+and, for what the server adds, through the SDK client."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobcore import Jobs
+
+TEXT = "café, naïve: 😀 ok\nfin ü\n"
+
+
+@pytest.fixture
+def jobs(job_root: Path) -> Jobs:
+    return Jobs(job_root)
+
+
+def write_bytes(jobs: Jobs, data: bytes) -> str:
+    """A job that writes ``data`` to stdout and ends, ended when this returns."""
+    script = f"import sys; sys.stdout.buffer.write({data!r})"
+    done = jobs.run(command=[sys.executable, "-c", script], wait_seconds=30)
+    assert done.state == "exited", done
+    return done.job_id
+
+
+def pages(jobs: Jobs, job_id: str, max_bytes: int) -> list[tuple[str, tuple[int, int]]]:
+    """Every stdout page from offset 0, each read from the end of the one before."""
+    out: list[tuple[str, tuple[int, int]]] = []
+    offset = 0
+    while True:
+        window = jobs.snapshot(job_id=job_id, stdout_offset=offset, max_bytes=max_bytes).snapshot
+        out.append((window.stdout_tail, window.stdout_range))
+        if not window.truncated:
+            return out
+        assert window.stdout_range[1] > offset, f"no progress at {offset} with max_bytes {max_bytes}"
+        offset = window.stdout_range[1]
+
+
+@pytest.mark.parametrize("max_bytes", [1, 2, 3, 5, 7])
+def test_pages_end_on_characters_and_rejoin_to_the_exact_text(jobs: Jobs, max_bytes: int) -> None:
+    job_id = write_bytes(jobs, TEXT.encode())
+    got = pages(jobs, job_id, max_bytes)
+    assert "".join(text for text, _ in got) == TEXT
+    assert all("\ufffd" not in text for text, _ in got)
+    assert got[-1][1][1] == len(TEXT.encode())
+
+
+def test_a_window_smaller_than_a_character_returns_that_whole_character(jobs: Jobs) -> None:
+    job_id = write_bytes(jobs, "😀😀".encode())
+    first = jobs.snapshot(job_id=job_id, stdout_offset=0, max_bytes=1).snapshot
+    assert (first.stdout_tail, first.stdout_range, first.truncated) == ("😀", (0, 4), True)
+    assert [text for text, _ in pages(jobs, job_id, 1)] == ["😀", "😀"]
+
+
+def test_invalid_bytes_stay_replaced_and_pages_move_on(jobs: Jobs) -> None:
+    data = b"a\xffb\xe2\x82\xacc\xe2\x82"  # a stray byte, a euro sign, and a character cut by the end
+    job_id = write_bytes(jobs, data)
+    for max_bytes in (1, 2, 4):
+        assert "".join(text for text, _ in pages(jobs, job_id, max_bytes)) == data.decode("utf-8", "replace")
+
+
+def test_a_tail_does_not_begin_inside_a_character(jobs: Jobs) -> None:
+    job_id = write_bytes(jobs, "😀x".encode())
+    for max_bytes in (2, 3, 4):
+        tail = jobs.snapshot(job_id=job_id, max_bytes=max_bytes).snapshot
+        assert (tail.stdout_tail, tail.stdout_range, tail.truncated) == ("x", (4, 5), True)
+    whole = jobs.snapshot(job_id=job_id, max_bytes=5).snapshot
+    assert (whole.stdout_tail, whole.stdout_range, whole.truncated) == ("😀x", (0, 5), False)
