@@ -152,9 +152,15 @@ class WaitPayload(Payload, _EndFields, _Lowered):
 class KillPayload(Payload):
     type: Literal["kill"] = "kill"
     job_id: str
+    #: The signal sent; the one that ended the job, if one did, is ``end_signal``.
     signal: str | None = None
     state: JobState
+    #: The job had ended before the call: nothing of it was signalled but leftover descendants.
+    already_ended: bool | None = None
     exit_code: int | None = None
+    end_signal: str | None = None
+    finished_at: str | None = None
+    reason: str | None = None
     observed_within_ms: int
 
 

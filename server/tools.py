@@ -110,7 +110,8 @@ TOOLS: tuple[ToolDef, ...] = (
         "Signal a job",
         "Send a signal (default SIGTERM) to whatever still lives of a job, its process group and any "
         "descendant that left it, with SIGKILL after the job's kill_after; returns the signal sent and the "
-        "state observed within wait_seconds ({wait}). A job still `created` is refused (invalid_state).",
+        "state observed within wait_seconds ({wait}). A job that had already ended says so (already_ended, "
+        "with its end); a job still `created` is refused (invalid_state).",
         destructive=True,
     ),
     ToolDef(

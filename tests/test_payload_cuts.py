@@ -70,3 +70,23 @@ def test_a_tail_does_not_begin_inside_a_character(jobs: Jobs) -> None:
         assert (tail.stdout_tail, tail.stdout_range, tail.truncated) == ("x", (4, 5), True)
     whole = jobs.snapshot(job_id=job_id, max_bytes=5).snapshot
     assert (whole.stdout_tail, whole.stdout_range, whole.truncated) == ("😀x", (0, 5), False)
+
+
+def test_kill_of_an_exited_job_says_it_had_already_ended(jobs: Jobs) -> None:
+    done = jobs.run(command="exit 3", wait_seconds=30)
+    assert done.state == "exited"
+    killed = jobs.kill(job_id=done.job_id).to_dict()
+    assert killed["already_ended"] is True
+    assert (killed["state"], killed["exit_code"], killed["finished_at"]) == ("exited", 3, done.finished_at)
+    assert "signal" not in killed and "end_signal" not in killed and "reason" not in killed
+
+
+def test_kill_of_a_killed_job_says_how_it_ended(jobs: Jobs) -> None:
+    running = jobs.run(command="sleep 60", wait_seconds=0)
+    first = jobs.kill(job_id=running.job_id, wait_seconds=30).to_dict()
+    assert first["state"] == "killed" and first["signal"] == "SIGTERM"
+    assert "already_ended" not in first
+    again = jobs.kill(job_id=running.job_id).to_dict()
+    assert again["already_ended"] is True
+    assert "signal" not in again  # nothing was alive to signal
+    assert (again["end_signal"], again["reason"], again["finished_at"]) == ("SIGTERM", "killed", first["finished_at"])

@@ -28,6 +28,7 @@ def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
         raise JobError(
             "invalid_state", f"job {jd.job_id} has not started; nothing to kill", details={"job_id": jd.job_id}
         )
+    already_ended = records.is_ended(state)
     wait_s = DEFAULT_KILL_WAIT_S if inp.wait_seconds is None else inp.wait_seconds
     begun = time.monotonic()
     pgid = state.get("pid")
@@ -61,11 +62,16 @@ def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
             state = yield from _end_unresponsive(jd, supervisor)
     else:
         state = yield from wait_for_end(jd, deadline)
+    end = records.end_fields(state) if records.is_ended(state) else {}
     return KillPayload(
         job_id=jd.job_id,
         signal=sent,
         state=records.status(state),
+        already_ended=already_ended or None,
         exit_code=records.exit_code(state),
+        end_signal=end.get("signal"),
+        finished_at=end.get("finished_at"),
+        reason=end.get("reason"),
         observed_within_ms=ms(time.monotonic() - begun),
     )
 
