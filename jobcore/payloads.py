@@ -149,7 +149,7 @@ class WaitPayload(Payload, _EndFields, _Lowered):
     final_snapshot: Snapshot | None = None
 
 
-class KillPayload(Payload):
+class KillPayload(Payload, _Lowered):
     type: Literal["kill"] = "kill"
     job_id: str
     #: The signal sent; the one that ended the job, if one did, is ``end_signal``.

@@ -172,15 +172,21 @@ class WaitPolicy:
             return arguments
         if "wait_seconds" not in arguments:
             return {**arguments, "wait_seconds": self.default_for(tool)}
-        value = arguments["wait_seconds"]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return arguments
-        if isinstance(value, float) and not math.isfinite(value):
-            return arguments
-        if value > self.cap_s:  # exact for ints of any size, no float conversion
-            log.info("%s: wait_seconds %s lowered to the cap %s", tool.name, value, self.cap_s)
-            return {**arguments, "wait_seconds": self.cap_s}
+        if lowered := self.lowered_to(tool, arguments):
+            log.info("%s: wait_seconds %s lowered to the cap %s", tool.name, arguments["wait_seconds"], self.cap_s)
+            return {**arguments, **lowered}
         return arguments
+
+    def lowered_to(self, tool: ToolDef, arguments: dict[str, Any]) -> dict[str, int | float] | None:
+        """``{"wait_seconds": cap}`` when the call asks for a longer wait than the cap, for the payload to say so."""
+        value = arguments.get("wait_seconds")
+        if not tool.waits or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if value > self.cap_s:  # exact for ints of any size, no float conversion
+            return {"wait_seconds": int(self.cap_s) if float(self.cap_s).is_integer() else self.cap_s}
+        return None
 
     def describe(self, tool: ToolDef) -> str:
         return f"default {self.default_for(tool):g} s, at most {self.cap_s:g} s"
@@ -196,8 +202,14 @@ def error_result(code: str, message: str, *, retryable: bool = False, details: d
     return result(envelope.to_dict(), True)
 
 
-async def invoke(tool: ToolDef, jobs: AsyncJobs, arguments: dict[str, Any]) -> CallToolResult:
-    """Run the tool's jobcore verb; every outcome but cancellation becomes a result."""
+async def invoke(
+    tool: ToolDef, jobs: AsyncJobs, arguments: dict[str, Any], lowered: dict[str, int | float] | None = None
+) -> CallToolResult:
+    """Run the tool's jobcore verb; every outcome but cancellation becomes a result.
+
+    ``lowered`` holds the inputs the server lowered before jobcore saw them: the payload's
+    ``lowered_to`` names them beside the ones jobcore lowered itself.
+    """
     try:
         payload = await jobs.call(tool.verb, arguments)
     except JobError as exc:
@@ -206,6 +218,8 @@ async def invoke(tool: ToolDef, jobs: AsyncJobs, arguments: dict[str, Any]) -> C
     except Exception as exc:
         log.exception("%s failed unexpectedly", tool.name)
         return error_result("internal_error", f"{tool.name} failed: {type(exc).__name__}: {exc}")
+    if lowered:
+        payload = payload.model_copy(update={"lowered_to": {**(getattr(payload, "lowered_to", None) or {}), **lowered}})
     return result(payload.to_dict(), False)
 
 
@@ -243,6 +257,7 @@ class JobTool(Tool):
     async def run(self, arguments: dict[str, Any], context: Context, convert_result: bool = False) -> CallToolResult:
         if not isinstance(arguments, dict):
             return error_result("invalid_input", f"arguments must be an object (got {type(arguments).__name__})")
+        lowered = self.waits.lowered_to(self.tool, arguments)
         arguments = self.waits.apply(self.tool, arguments)
         if not self.tool.waits:
             return await invoke(self.tool, self.jobs, arguments)
@@ -250,7 +265,7 @@ class JobTool(Tool):
         total = total if isinstance(total, int | float) and not isinstance(total, bool) else None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_tick_progress, context, total)
-            result = await invoke(self.tool, self.jobs, arguments)
+            result = await invoke(self.tool, self.jobs, arguments, lowered)
             tg.cancel_scope.cancel()
         return result
 

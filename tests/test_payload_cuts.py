@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from mcp import Client
 
 from jobcore import Jobs
+from server import config
+from server.app import build_server
 
 TEXT = "café, naïve: 😀 ok\nfin ü\n"
 
@@ -90,3 +94,45 @@ def test_kill_of_a_killed_job_says_how_it_ended(jobs: Jobs) -> None:
     assert again["already_ended"] is True
     assert "signal" not in again  # nothing was alive to signal
     assert (again["end_signal"], again["reason"], again["finished_at"]) == ("SIGTERM", "killed", first["finished_at"])
+
+
+@pytest.fixture
+async def capped(job_root: Path):
+    """A server whose waits are capped at 2 s, through the SDK client in memory."""
+    mcp = build_server(config.parse(["--root", str(job_root)], {"AGENT_JOBS_MAX_WAIT_SECONDS": "2"}))
+    async with Client(mcp, mode="legacy") as client:
+        yield client
+
+
+async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    assert result.is_error is False, result.structured_content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def test_a_wait_lowered_to_the_cap_is_in_every_waiting_payload(capped: Client) -> None:
+    ran = await call(capped, "run_job", {"command": "true", "wait_seconds": 999})
+    assert ran["state"] == "exited" and ran["lowered_to"] == {"wait_seconds": 2}
+    job_id = ran["job_id"]
+    waited = await call(capped, "wait", {"job_id": job_id, "wait_seconds": 10**30})
+    assert waited["lowered_to"] == {"wait_seconds": 2}
+    killed = await call(capped, "kill", {"job_id": job_id, "wait_seconds": 60})
+    assert killed["lowered_to"] == {"wait_seconds": 2}
+    restarted = await call(capped, "restart_job", {"job_id": job_id, "wait_seconds": 3})
+    assert restarted["lowered_to"] == {"wait_seconds": 2}
+    created = await call(capped, "create_job", {"command": "true"})
+    started = await call(capped, "start_job", {"job_id": created["job_id"], "wait_seconds": 2.5})
+    assert started["lowered_to"] == {"wait_seconds": 2}
+
+
+async def test_a_lowered_wait_is_reported_beside_a_lowered_max_bytes(capped: Client) -> None:
+    ran = await call(capped, "run_job", {"command": "true", "wait_seconds": 999, "max_bytes": 1 << 30})
+    assert ran["lowered_to"] == {"max_bytes": 1 << 20, "wait_seconds": 2}
+
+
+async def test_a_wait_within_the_cap_reports_nothing_lowered(capped: Client) -> None:
+    ran = await call(capped, "run_job", {"command": "true", "wait_seconds": 2})
+    assert "lowered_to" not in ran
+    assert "lowered_to" not in await call(capped, "wait", {"job_id": ran["job_id"]})
+    assert "lowered_to" not in await call(capped, "kill", {"job_id": ran["job_id"]})
