@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .cursor import decode as decode_cursor
 from .errors import invalid_input
 from .payloads import JobState
 
@@ -215,6 +216,14 @@ class ListInput(_Input):
     cwd: str | None = Field(None, description="List the jobs of this tree instead of the server's working directory.")
     all: bool = Field(False, description="List every job, whatever its cwd.")
     limit: int = Field(50, ge=0, description="Most jobs returned (0 = no limit).")
+    cursor: str | None = Field(None, description="next_cursor of the previous page: list the jobs after it.")
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, v: str | None) -> str | None:
+        if v is not None:
+            decode_cursor(v)
+        return v
 
     @field_validator("tags")
     @classmethod

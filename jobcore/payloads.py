@@ -183,6 +183,8 @@ class ListPayload(Payload):
     root: str
     jobs: list[ListEntry]
     truncated: bool
+    #: Present when truncated: pass it as ``cursor`` for the next page.
+    next_cursor: str | None = None
     skipped: int
 
 

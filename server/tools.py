@@ -120,7 +120,8 @@ TOOLS: tuple[ToolDef, ...] = (
         "List jobs",
         "List jobs, newest first, with id, state, command, cwd, tags, exit code and times. By default only "
         "the jobs whose cwd is the server's working directory or below it; pass cwd for another tree or "
-        "all: true for every job, and filter by state or tags.",
+        "all: true for every job, and filter by state or tags. When truncated, pass next_cursor as cursor "
+        "for the next page.",
         idempotent=True,
     ),
     ToolDef(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from jobcore import Jobs
+from jobcore import JobError, Jobs
 from server import config
 from server.app import build_server
 
@@ -136,3 +136,52 @@ async def test_a_wait_within_the_cap_reports_nothing_lowered(capped: Client) -> 
     assert "lowered_to" not in ran
     assert "lowered_to" not in await call(capped, "wait", {"job_id": ran["job_id"]})
     assert "lowered_to" not in await call(capped, "kill", {"job_id": ran["job_id"]})
+
+
+def listed(jobs: Jobs, **args: Any) -> tuple[list[str], str | None]:
+    page = jobs.list(all=True, **args)
+    assert page.truncated == (page.next_cursor is not None)
+    return [entry.job_id for entry in page.jobs], page.next_cursor
+
+
+def test_list_pages_with_a_cursor_skip_and_repeat_nothing(jobs: Jobs) -> None:
+    first = [jobs.create(command="true").job_id for _ in range(5)]
+    newest_first = first[::-1]
+    page, cursor = listed(jobs, limit=2)
+    assert page == newest_first[:2] and cursor is not None
+    seen = list(page)
+    while cursor is not None:
+        jobs.create(command="true")  # a newer job between two calls shifts nothing
+        page, cursor = listed(jobs, limit=2, cursor=cursor)
+        seen += page
+    assert seen == newest_first
+
+
+def test_list_without_limit_or_past_the_end_has_no_cursor(jobs: Jobs) -> None:
+    ids = [jobs.create(command="true").job_id for _ in range(2)]
+    assert listed(jobs, limit=0) == (ids[::-1], None)
+    assert listed(jobs, limit=2) == (ids[::-1], None)
+    _, cursor = listed(jobs, limit=1)
+    assert listed(jobs, limit=1, cursor=cursor) == ([ids[0]], None)
+
+
+@pytest.mark.parametrize("bad", ["", "nope!", "bnVsbA", "WzEsMiwzXQ", "WyJhIiwxXQ"])
+def test_a_bad_cursor_is_invalid_input(jobs: Jobs, bad: str) -> None:
+    jobs.create(command="true")
+    with pytest.raises(JobError) as refused:
+        jobs.list(all=True, cursor=bad)
+    assert refused.value.code == "invalid_input"
+    assert refused.value.details == {"field": "cursor"}
+    assert refused.value.message.startswith("cursor: not a cursor from list_jobs")
+
+
+async def test_list_jobs_pages_through_the_server(capped: Client) -> None:
+    ids = [(await call(capped, "create_job", {"command": "true"}))["job_id"] for _ in range(3)]
+    first = await call(capped, "list_jobs", {"all": True, "limit": 2})
+    assert first["truncated"] is True
+    rest = await call(capped, "list_jobs", {"all": True, "limit": 2, "cursor": first["next_cursor"]})
+    assert "next_cursor" not in rest and rest["truncated"] is False
+    assert [j["job_id"] for j in first["jobs"] + rest["jobs"]] == ids[::-1]
+    bad = await capped.call_tool("list_jobs", {"cursor": "nope!"})
+    assert bad.is_error is True and bad.structured_content["error"]["code"] == "invalid_input"
+    assert "cursor" in bad.structured_content["error"]["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .. import cursor
 from ..errors import JobError
 from ..inputs import ListInput
 from ..payloads import ListEntry, ListPayload
@@ -16,7 +17,7 @@ from .create import check_cwd
 
 def list_jobs(ctx: Context, inp: ListInput) -> ListPayload:
     scope = None if inp.all else check_cwd(inp.cwd)
-    jobs: list[tuple[tuple[str, int, str], ListEntry]] = []
+    jobs: list[tuple[cursor.Position, ListEntry]] = []
     skipped = 0
     for entry in job_entries(ctx.store):
         if entry is None:
@@ -50,12 +51,17 @@ def list_jobs(ctx: Context, inp: ListInput) -> ListPayload:
                 ),
             )
         )
+    if inp.cursor is not None:
+        after = cursor.decode(inp.cursor)
+        jobs = [pair for pair in jobs if pair[0] < after]
     jobs.sort(key=lambda pair: pair[0], reverse=True)
     truncated = bool(inp.limit) and len(jobs) > inp.limit
+    page = jobs[: inp.limit] if inp.limit else jobs
     return ListPayload(
         root=str(ctx.store.root),
-        jobs=[entry for _, entry in (jobs[: inp.limit] if inp.limit else jobs)],
+        jobs=[entry for _, entry in page],
         truncated=truncated,
+        next_cursor=cursor.encode(page[-1][0]) if truncated else None,
         skipped=skipped,
     )
 
