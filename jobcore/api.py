@@ -30,6 +30,8 @@ from .waiting import drive_async, drive_sync
 
 
 class _Base:
+    """What both APIs hold: the store and the policy, and a verb bound to them."""
+
     def __init__(self, root: str | os.PathLike[str] | None = None, *, policy: Policy | None = None) -> None:
         self.store = Store(root)
         self.policy = policy or Policy()

@@ -66,12 +66,15 @@ class JobDir:
     def full_path(self) -> str:
         return self.file(fsio.FULL)
 
+    def _gone(self) -> JobError:
+        """The error for a job deleted under our feet (delete_job, the clean-up)."""
+        return JobError("job_not_found", f"job {self.job_id} is gone", details={"job_id": self.job_id})
+
     def _read(self, name: str) -> dict[str, Any]:
         try:
             return fsio.read_json(self.file(name))
         except FileNotFoundError:
-            # Deleted under our feet (delete_job, the clean-up): the job is no more.
-            raise JobError("job_not_found", f"job {self.job_id} is gone", details={"job_id": self.job_id}) from None
+            raise self._gone() from None
 
     def read_meta(self) -> dict[str, Any]:
         return self._read(fsio.META)
@@ -130,7 +133,7 @@ class JobDir:
         try:
             fd = os.open(self.file(fsio.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except FileNotFoundError:
-            raise JobError("job_not_found", f"job {self.job_id} is gone", details={"job_id": self.job_id}) from None
+            raise self._gone() from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._lock_depth = 1

@@ -28,7 +28,6 @@ from .unreadable import AnsweringReader
 log = logging.getLogger("agent_jobs.server")
 
 SSE_PATH = "/sse"
-MESSAGE_PATH = "/messages/"
 HTTP_PATH = "/mcp"
 
 INSTRUCTIONS = """\

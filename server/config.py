@@ -38,6 +38,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Config:
+    """Every setting the server runs with, from flags, the environment and the policy file."""
+
     transports: tuple[str, ...] = ("stdio",)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT

@@ -1,13 +1,22 @@
-"""Test helpers: event-based hand-shakes with a job's command, the tool list, a server's auth header."""
+"""Test helpers: event-based hand-shakes with a job's command, the tool list, and the ways tests
+reach a server (its auth header, a first HTTP request, a raw stdio process, a run that exits at once)."""
 
 from __future__ import annotations
 
+import json
 import os
 import select
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
+import httpx2
+
 from jobcore.supervisor import procs
+
+REPO = Path(__file__).resolve().parent.parent
 
 #: Every tool the server lists, as a client should find them.
 TOOLS = frozenset(
@@ -25,6 +34,17 @@ TOOLS = frozenset(
         "server_info",
     }
 )
+
+#: The ``params`` of the ``initialize`` request a test sends by hand.
+INITIALIZE_PARAMS: dict[str, Any] = {
+    "protocolVersion": "2025-11-25",
+    "capabilities": {},
+    "clientInfo": {"name": "t", "version": "0"},
+}
+#: The whole ``initialize`` request, as an HTTP test posts it.
+INITIALIZE: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE_PARAMS}
+#: What a streamable-HTTP client must say it accepts.
+MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 class Fifo:
@@ -89,6 +109,86 @@ def auth_headers(service: Any) -> dict[str, str]:
     return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
+async def first_status(url: str, transport: str, headers: dict[str, str]) -> int:
+    """The status of the first request a client makes on ``transport`` (for SSE, the GET of the stream)."""
+    async with httpx2.AsyncClient(timeout=10) as http:
+        if transport == "sse":
+            async with http.stream("GET", url, headers=headers) as response:
+                return response.status_code
+        return (await http.post(url, json=INITIALIZE, headers={**MCP_HEADERS, **headers})).status_code
+
+
+def serve_once(*flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The server, started and given no client (stdin at EOF): it exits at once, or refuses to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "server", "serve", *flags],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **(env or {})},
+    )
+
+
+class StdioServer:
+    """``python -m server serve`` on pipes, in its own session so the test owns its pid: lines in,
+    newline-delimited JSON-RPC frames out. Its stderr is kept for :meth:`finish` when asked for."""
+
+    def __init__(self, root: Path, cwd: Path, *, keep_stderr: bool = False) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--root", str(root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if keep_stderr else subprocess.DEVNULL,
+            cwd=cwd,
+            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)},
+            start_new_session=True,
+        )
+
+    def send_line(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send ``message`` as a JSON-RPC 2.0 frame."""
+        self.send_line(json.dumps({"jsonrpc": "2.0", **message}))
+
+    def receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, "the server closed stdout"
+        return json.loads(line)
+
+    def request(self, id_: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send a request; its reply, passing over the notifications that come first."""
+        self.send({"id": id_, "method": method, "params": params})
+        while True:
+            message = self.receive()
+            if message.get("id") == id_:
+                return message
+
+    def initialize(self) -> None:
+        """The hand-shake a client opens with, so that tool calls are served."""
+        self.request(0, "initialize", INITIALIZE_PARAMS)
+        self.send({"method": "notifications/initialized"})
+
+    def finish(self) -> str:
+        """Close stdin; the server exits. Its stderr (empty unless kept)."""
+        _, err = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0
+        return (err or b"").decode()
+
+    def close(self) -> None:
+        """Kill the server if it still runs, and close the pipes without reading what is left in them."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 class ServerProcess:
     """``python -m server serve ...`` as a real subprocess, its stderr collected by a thread.
 
@@ -97,11 +197,6 @@ class ServerProcess:
     """
 
     def __init__(self, *flags: str, env: dict[str, str], cwd: Path | None = None) -> None:
-        import subprocess
-        import sys
-        import threading
-
-        repo = Path(__file__).resolve().parent.parent
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", *flags],
             stdin=subprocess.DEVNULL,
@@ -109,7 +204,7 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
             cwd=cwd,
-            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(repo), **env},
+            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **env},
         )
         self.lines: list[str] = []
         self.closed = False  # stderr ended: the server has exited

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
 import pytest
+from helpers import INITIALIZE, MCP_HEADERS, first_status, serve_once
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
@@ -16,25 +14,11 @@ from mcp.client.streamable_http import streamable_http_client
 from server import config
 from server.access import allowed_hosts
 
-REPO = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-token"
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 async def _status(service, transport: str, headers: dict[str, str]) -> int:
-    """The status of the first request a client makes on ``transport`` (for SSE, the GET of the stream)."""
-    async with httpx2.AsyncClient(timeout=10) as http:
-        if transport == "sse":
-            async with http.stream("GET", service.urls["sse"], headers=headers) as response:
-                return response.status_code
-        response = await http.post(service.urls["streamable-http"], json=INIT, headers={**MCP_HEADERS, **headers})
-        return response.status_code
+    return await first_status(service.urls[transport], transport, headers)
 
 
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
@@ -55,7 +39,7 @@ async def test_token_host_and_origin_are_checked(http_server, transport):
 async def test_messages_endpoint_needs_the_token_too(http_server):
     async with http_server("sse", env={"AGENT_JOBS_TOKEN": TOKEN}) as service, httpx2.AsyncClient(timeout=10) as http:
         url = f"{service.base_url}/messages/?session_id=0123456789abcdef0123456789abcdef"
-        assert (await http.post(url, json=INIT)).status_code == 401
+        assert (await http.post(url, json=INITIALIZE)).status_code == 401
 
 
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
@@ -92,17 +76,6 @@ def test_wildcard_bind_accepts_this_machines_names_only():
     assert not any(h.startswith("0.0.0.0") for h in hosts)
 
 
-def _serve(*flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server", "serve", *flags],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **(env or {})},
-    )
-
-
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -116,18 +89,18 @@ def _serve(*flags: str, env: dict[str, str] | None = None) -> subprocess.Complet
     ],
 )
 def test_bad_wait_or_retention_variable_stops_the_server(name, value):
-    done = _serve(env={name: value})
+    done = serve_once(env={name: value})
     assert done.returncode != 0
     assert name in done.stderr
     assert done.stdout == ""
 
 
 def test_bad_flags_stop_the_server(tmp_path: Path):
-    assert "--token-file" in _serve("--transport", "sse", "--token-file", str(tmp_path / "missing")).stderr
+    assert "--token-file" in serve_once("--transport", "sse", "--token-file", str(tmp_path / "missing")).stderr
     (tmp_path / "empty").write_text("\n")
-    assert "empty" in _serve("--transport", "sse", "--token-file", str(tmp_path / "empty")).stderr
-    assert "unknown transport" in _serve("--transport", "websocket").stderr
-    assert "--allowed-host" in _serve("--transport", "sse", "--allowed-host", "example.com").stderr
+    assert "empty" in serve_once("--transport", "sse", "--token-file", str(tmp_path / "empty")).stderr
+    assert "unknown transport" in serve_once("--transport", "websocket").stderr
+    assert "--allowed-host" in serve_once("--transport", "sse", "--allowed-host", "example.com").stderr
 
 
 def test_token_file_is_read(tmp_path: Path):
@@ -171,19 +144,19 @@ async def test_own_origin_is_accepted_as_the_conformance_suite_sends_it(http_ser
         url = service.urls["streamable-http"]
         own = f"127.0.0.1:{service.port}"
         headers = {**MCP_HEADERS, "Host": own, "Origin": f"http://{own}", "MCP-Protocol-Version": "2025-11-25"}
-        init = await http.post(url, json=INIT, headers=headers)
+        init = await http.post(url, json=INITIALIZE, headers=headers)
         assert init.status_code == 200, init.text
         session = {"Mcp-Session-Id": init.headers["mcp-session-id"]}
         initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         assert (await http.post(url, json=initialized, headers={**headers, **session})).status_code == 202
         https_own = {**headers, "Origin": f"https://localhost:{service.port}"}
-        assert (await http.post(url, json=INIT, headers=https_own)).status_code == 200
+        assert (await http.post(url, json=INITIALIZE, headers=https_own)).status_code == 200
 
         evil = "evil.example.com"
-        rebound = await http.post(url, json=INIT, headers={**headers, "Host": evil, "Origin": f"http://{evil}"})
+        rebound = await http.post(url, json=INITIALIZE, headers={**headers, "Host": evil, "Origin": f"http://{evil}"})
         assert rebound.status_code == 421
-        foreign = await http.post(url, json=INIT, headers={**headers, "Origin": f"http://{evil}"})
+        foreign = await http.post(url, json=INITIALIZE, headers={**headers, "Origin": f"http://{evil}"})
         assert foreign.status_code == 403
         other = {**headers, "Origin": f"http://127.0.0.1:{service.port + 1}"}
-        other_port = await http.post(url, json=INIT, headers=other)
+        other_port = await http.post(url, json=INITIALIZE, headers=other)
         assert other_port.status_code == 403

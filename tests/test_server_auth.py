@@ -3,39 +3,20 @@ only on loopback; and no server secret reaches what the server starts (superviso
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
 import pytest
-from helpers import ServerProcess
+from helpers import ServerProcess, first_status, serve_once
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from server import config
 
-REPO = Path(__file__).resolve().parent.parent
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 SECRET = "do-not-leak-0123456789"
 LEAK_CHECK = "env | grep -c AGENT_JOBS_TOKEN; env | grep -F " + SECRET + "; echo checked"
-
-
-async def _status(url: str, transport: str, headers: dict[str, str]) -> int:
-    async with httpx2.AsyncClient(timeout=10) as http:
-        if transport == "sse":
-            async with http.stream("GET", url, headers=headers) as response:
-                return response.status_code
-        return (await http.post(url, json=INIT, headers={**MCP_HEADERS, **headers})).status_code
 
 
 async def _call(url: str, transport: str, headers: dict[str, str], tool: str, args: dict) -> dict:
@@ -63,9 +44,9 @@ async def test_without_a_configured_token_the_server_makes_one(http_server, stat
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
         url = service.urls[transport]
-        assert await _status(url, transport, {}) == 401
-        assert await _status(url, transport, {"Authorization": "Bearer not-it"}) == 401
-        assert await _status(url, transport, {"Authorization": f"Bearer {token}"}) == 200
+        assert await first_status(url, transport, {}) == 401
+        assert await first_status(url, transport, {"Authorization": "Bearer not-it"}) == 401
+        assert await first_status(url, transport, {"Authorization": f"Bearer {token}"}) == 200
         payload = await _call(url, transport, {"Authorization": f"Bearer {token}"}, "run_job", {"command": "echo in"})
         assert payload["final_snapshot"]["stdout_tail"] == "in\n"
 
@@ -76,7 +57,7 @@ async def test_the_made_token_is_kept_for_the_next_start(http_server, state_home
     async with http_server("streamable-http") as second:
         assert second.cfg.token == token
         headers = {"Authorization": f"Bearer {token}"}
-        assert await _status(second.urls["streamable-http"], "streamable-http", headers) == 200
+        assert await first_status(second.urls["streamable-http"], "streamable-http", headers) == 200
     assert _token_file(state_home).read_text().strip() == token
 
 
@@ -109,25 +90,14 @@ async def test_no_auth_on_loopback_serves_without_a_token(http_server, state_hom
     async with http_server("sse,streamable-http", "--no-auth") as service:
         assert service.cfg.token is None
         for transport in ("sse", "streamable-http"):
-            assert await _status(service.urls[transport], transport, {}) == 200
+            assert await first_status(service.urls[transport], transport, {}) == 200
     assert not state_home.exists()
-
-
-def _serve(*flags: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server", "serve", *flags],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **env},
-    )
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
 def test_no_auth_off_loopback_is_refused(state_home: Path, host: str):
     env = {"XDG_STATE_HOME": str(state_home)}
-    done = _serve("--transport", "streamable-http", "--host", host, "--no-auth", env=env)
+    done = serve_once("--transport", "streamable-http", "--host", host, "--no-auth", env=env)
     assert done.returncode == 2
     assert "--no-auth" in done.stderr and host in done.stderr
     assert done.stdout == ""
@@ -135,7 +105,7 @@ def test_no_auth_off_loopback_is_refused(state_home: Path, host: str):
 
 def test_no_auth_with_a_token_is_refused(tmp_path: Path):
     (tmp_path / "t").write_text("x\n")
-    done = _serve("--transport", "sse", "--no-auth", "--token-file", str(tmp_path / "t"), env={})
+    done = serve_once("--transport", "sse", "--no-auth", "--token-file", str(tmp_path / "t"), env={})
     assert done.returncode == 2 and "--no-auth" in done.stderr and "--token-file" in done.stderr
 
 

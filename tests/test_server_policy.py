@@ -4,30 +4,14 @@ agent sees it, and a job store the server cannot use stopping it before it serve
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import TOOLS, ServerProcess
+from helpers import TOOLS, ServerProcess, serve_once
 from jsonschema import Draft202012Validator
 from mcp import Client
 
-REPO = Path(__file__).resolve().parent.parent
 READ_ONLY_TOOLS = {"snapshot", "wait", "list_jobs", "server_info"}
-
-
-def _serve(*flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The server, started and given no client (stdin at EOF): it exits at once, or refuses to start."""
-    return subprocess.run(
-        [sys.executable, "-m", "server", "serve", *flags],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **(env or {})},
-    )
 
 
 async def test_server_info_shows_the_policy_and_limits(stdio_server, tmp_path: Path, job_root: Path):
@@ -92,7 +76,7 @@ async def test_read_only_refuses_run_job_and_creates_nothing(stdio_server, job_r
 
 
 def test_the_policy_in_force_is_logged_at_start(job_root: Path):
-    done = _serve("--root", str(job_root), "--deny-command", "rm*", "--read-only")
+    done = serve_once("--root", str(job_root), "--deny-command", "rm*", "--read-only")
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stderr.splitlines() if " policy: " in line]
     assert " INFO " in line
@@ -113,7 +97,7 @@ def test_the_policy_in_force_is_logged_at_start(job_root: Path):
 def test_a_bad_policy_file_stops_the_server(tmp_path: Path, job_root: Path, name: str, text: str, named: str):
     path = tmp_path / name
     path.write_text(text)
-    done = _serve("--root", str(job_root), "--policy", str(path))
+    done = serve_once("--root", str(job_root), "--policy", str(path))
     assert done.returncode == 2
     assert done.stderr.startswith("agent-jobs: error: --policy ") and str(path) in done.stderr
     assert named in done.stderr
@@ -122,13 +106,13 @@ def test_a_bad_policy_file_stops_the_server(tmp_path: Path, job_root: Path, name
 
 
 def test_bad_policy_flags_stop_the_server(tmp_path: Path, job_root: Path):
-    missing = _serve("--root", str(job_root), "--policy", str(tmp_path / "absent.toml"))
+    missing = serve_once("--root", str(job_root), "--policy", str(tmp_path / "absent.toml"))
     assert missing.returncode == 2 and "--policy" in missing.stderr and "absent.toml" in missing.stderr
-    zero = _serve("--root", str(job_root), "--max-running", "0")
+    zero = serve_once("--root", str(job_root), "--max-running", "0")
     assert zero.returncode == 2 and "--max-running" in zero.stderr
-    word = _serve("--root", str(job_root), "--max-running", "many")
+    word = serve_once("--root", str(job_root), "--max-running", "many")
     assert word.returncode == 2 and "--max-running" in word.stderr
-    empty = _serve("--root", str(job_root), "--deny-command", "")
+    empty = serve_once("--root", str(job_root), "--deny-command", "")
     assert empty.returncode == 2 and "--deny-command" in empty.stderr
 
 

@@ -4,20 +4,13 @@ nesting deeper than the JSON parser allows, lines that are not JSON or not JSON-
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
-from helpers import auth_headers
+from helpers import INITIALIZE, StdioServer, auth_headers
 
 from server.unreadable import members, nesting_depth
-
-REPO = Path(__file__).resolve().parent.parent
-INIT = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
 
 
 def _nested(depth: int) -> str:
@@ -32,53 +25,18 @@ def _call_line(request_id: int, tool: str, arguments: str) -> str:
     )
 
 
-class Stdio:
-    """``python -m server serve`` on pipes: lines in, JSON-RPC frames out, stderr kept for the end."""
-
-    def __init__(self, root: Path, cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--root", str(root)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)},
-        )
-
-    def send_line(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def receive(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, "the server closed stdout"
-        return json.loads(line)
-
-    def finish(self) -> str:
-        """Close stdin; the server exits. Its stderr."""
-        _, err = self.proc.communicate(timeout=30)
-        assert self.proc.returncode == 0
-        return err.decode()
-
-
 @pytest.fixture
 def stdio(job_root: Path, server_cwd: Path):
-    server = Stdio(job_root, server_cwd)
+    server = StdioServer(job_root, server_cwd, keep_stderr=True)
     try:
-        server.send_line(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT}))
-        assert server.receive()["id"] == 0
-        server.send_line(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        server.initialize()
         yield server
     finally:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.communicate()
+        server.close()
 
 
 @pytest.mark.parametrize("tool", ["delete_job", "tag_job"])
-def test_deep_nesting_over_stdio_is_answered_invalid_input(stdio: Stdio, tool: str):
+def test_deep_nesting_over_stdio_is_answered_invalid_input(stdio: StdioServer, tool: str):
     stdio.send_line(_call_line(1, tool, f'{{"job_id": {_nested(1000)}}}'))
     stdio.send_line(_call_line(2, tool, f'{{"job_id": {_nested(100)}}}'))  # shallow enough to be read
     stdio.send_line(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
@@ -95,7 +53,7 @@ def test_deep_nesting_over_stdio_is_answered_invalid_input(stdio: Stdio, tool: s
     assert "unreadable message" in stdio.finish()
 
 
-def test_deep_nesting_names_the_deep_argument(stdio: Stdio):
+def test_deep_nesting_names_the_deep_argument(stdio: StdioServer):
     stdio.send_line(_call_line(7, "tag_job", f'{{"job_id": "abcd", "tags": {_nested(500)}}}'))
     reply = stdio.receive()
     assert reply["id"] == 7
@@ -103,7 +61,7 @@ def test_deep_nesting_names_the_deep_argument(stdio: Stdio):
     stdio.finish()
 
 
-def test_unreadable_lines_that_are_not_tool_calls_get_json_rpc_errors(stdio: Stdio):
+def test_unreadable_lines_that_are_not_tool_calls_get_json_rpc_errors(stdio: StdioServer):
     deep_params = f'{{"jsonrpc": "2.0", "id": "q", "method": "tools/list", "params": {{"a": {_nested(400)}}}}}'
     stdio.send_line(deep_params)
     stdio.send_line("this is not JSON")
@@ -133,8 +91,7 @@ async def test_deep_nesting_over_http_is_answered(http_server, transport):
             reply = await http.post(service.urls[transport], content=line, headers=headers)
             assert reply.status_code == 400
             assert reply.json()["error"]["code"] == -32700
-            init = {"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": INIT}
-            assert (await http.post(service.urls[transport], json=init, headers=headers)).status_code == 200
+            assert (await http.post(service.urls[transport], json=INITIALIZE, headers=headers)).status_code == 200
         else:
             async with http.stream("GET", service.urls["sse"], headers=auth_headers(service)) as stream:
                 endpoint = None
@@ -145,8 +102,7 @@ async def test_deep_nesting_over_http_is_answered(http_server, transport):
                 assert endpoint is not None
                 reply = await http.post(endpoint, content=line, headers=headers)
                 assert reply.status_code == 400
-                init = {"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": INIT}
-                assert (await http.post(endpoint, json=init, headers=headers)).status_code == 202
+                assert (await http.post(endpoint, json=INITIALIZE, headers=headers)).status_code == 202
 
 
 def test_members_reads_the_top_level_only():

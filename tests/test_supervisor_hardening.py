@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import Fifo, wait_exit
@@ -119,50 +120,50 @@ def test_a_fast_pattern_matches_every_line_of_a_burst(jobs: Jobs) -> None:
 # --- a supervisor that does not respond ---------------------------------------------------------
 
 
-def stopped_supervisor(jobs: Jobs, job_id: str) -> int:
+def run_and_stop_supervisor(jobs: Jobs, ready: Fifo, command: str, **run_args: Any) -> tuple[str, int]:
+    """Run ``command`` (it writes a line to ``ready`` once under way), then SIGSTOP its supervisor.
+
+    The job's id and the stopped supervisor's pid."""
+    job_id = jobs.run(command=command, wait_seconds=0, **run_args).job_id
+    ready.read()
     supervisor = state_of(jobs, job_id)["supervisor_pid"]
     os.kill(supervisor, signal.SIGSTOP)
-    return supervisor
+    return job_id, supervisor
 
 
 def test_kill_ends_a_stopped_supervisor_and_records_the_end(jobs: Jobs, tmp_path: Path) -> None:
     ready = Fifo(tmp_path / "ready")
-    started = jobs.run(command=f"echo x > {ready}; sleep 30", wait_seconds=0)
-    ready.read()
-    supervisor = stopped_supervisor(jobs, started.job_id)
-    killed = jobs.kill(job_id=started.job_id, wait_seconds=10)
+    job_id, supervisor = run_and_stop_supervisor(jobs, ready, f"echo x > {ready}; sleep 30")
+    killed = jobs.kill(job_id=job_id, wait_seconds=10)
     assert (killed.state, killed.signal) == ("killed", "SIGTERM")
     assert killed.observed_within_ms < 10_000
     wait_exit(supervisor)
-    state = state_of(jobs, started.job_id)
+    state = state_of(jobs, job_id)
     assert (state["reason"], state["supervisor"], state["result"]["signal"]) == ("killed", "unresponsive", "SIGTERM")
-    assert jobs.delete(job_id=started.job_id).deleted == 1
+    assert jobs.delete(job_id=job_id).deleted == 1
 
 
 def test_kill_escalates_itself_when_a_stopped_supervisor_cannot(jobs: Jobs, tmp_path: Path) -> None:
     ready = Fifo(tmp_path / "ready")
-    started = jobs.run(command=f"trap '' TERM; echo x > {ready}; sleep 30", kill_after=0.2, wait_seconds=0)
-    ready.read()
-    supervisor = stopped_supervisor(jobs, started.job_id)
-    killed = jobs.kill(job_id=started.job_id, wait_seconds=10)
+    command = f"trap '' TERM; echo x > {ready}; sleep 30"
+    job_id, supervisor = run_and_stop_supervisor(jobs, ready, command, kill_after=0.2)
+    killed = jobs.kill(job_id=job_id, wait_seconds=10)
     assert killed.state == "killed" and killed.observed_within_ms < 10_000
     wait_exit(supervisor)
-    state = state_of(jobs, started.job_id)
+    state = state_of(jobs, job_id)
     assert (state["reason"], state["supervisor"], state["result"]["signal"]) == ("killed", "unresponsive", "SIGKILL")
-    assert jobs.snapshot(job_id=started.job_id).state == "killed"
+    assert jobs.snapshot(job_id=job_id).state == "killed"
 
 
 def test_restart_ends_a_stopped_supervisor(jobs: Jobs, tmp_path: Path) -> None:
     ready = Fifo(tmp_path / "ready")
-    started = jobs.run(command=f"echo x > {ready}; sleep 30", wait_seconds=0)
-    ready.read()
-    supervisor = stopped_supervisor(jobs, started.job_id)
-    restarted = jobs.restart(job_id=started.job_id, wait_seconds=0)
+    job_id, supervisor = run_and_stop_supervisor(jobs, ready, f"echo x > {ready}; sleep 30")
+    restarted = jobs.restart(job_id=job_id, wait_seconds=0)
     assert restarted.state == "running"
     wait_exit(supervisor)
-    assert state_of(jobs, started.job_id)["supervisor_pid"] != supervisor
+    assert state_of(jobs, job_id)["supervisor_pid"] != supervisor
     ready.read()  # the new run is under way
-    assert jobs.kill(job_id=started.job_id, wait_seconds=10).state == "killed"
+    assert jobs.kill(job_id=job_id, wait_seconds=10).state == "killed"
 
 
 # --- writes the disk refuses ---------------------------------------------------------------------

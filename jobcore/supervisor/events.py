@@ -54,6 +54,9 @@ class _Pending:
 
 
 class Notifier:
+    """One job's events: ``job.finished`` at its end and ``job.output.matched`` for trigger
+    matches, each recorded and delivered to the notify file and notify command."""
+
     def __init__(self, job_dir: str, meta: records.MetaRecord, errors: fsio.WriteErrorTally) -> None:
         self.job_dir = job_dir
         self.meta = meta

@@ -57,7 +57,7 @@ def parse_env_file(path: str) -> dict[str, str]:
             if not line or line.startswith("#"):
                 continue
             if line.startswith("export "):
-                line = line[7:].lstrip()
+                line = line.removeprefix("export ").lstrip()
             key, sep, value = line.partition("=")
             if not sep:
                 continue
@@ -80,6 +80,9 @@ def find_program(name: str, env: dict[str, str]) -> str:
 
 
 class Supervisor:
+    """One job's command: spawns it, signals it on timeout or a kill request, and keeps
+    ``state.json`` saying where it stands."""
+
     def __init__(self, job_dir: str, errors: fsio.WriteErrorTally) -> None:
         self.job_dir = job_dir
         self.errors = errors
@@ -282,6 +285,7 @@ def _acknowledge() -> None:
 
 
 def main(job_dir: str) -> int:
+    """Supervise the job in ``job_dir`` until its end is on disk and every descendant is reaped."""
     job_dir = os.path.abspath(job_dir)
     try:
         os.close(os.open(os.path.join(job_dir, fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))

@@ -17,14 +17,23 @@ SINK_VAR_PREFIX = f"{SINK_VAR}=".encode()
 _DEAD_STATES = frozenset({"Z", "X", "x"})
 
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, pgrp) of ``pid``, or None when it is gone."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None when it is gone.
+
+    The name is cut at the last ``)``: it may itself hold spaces and parentheses."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
-    fields = data[data.rfind(b")") + 2 :].split()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, pgrp) of ``pid``, or None when it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     return fields[0].decode(), int(fields[1]), int(fields[2])
 
 
@@ -36,13 +45,8 @@ def is_alive(pid: int) -> bool:
 def exit_status(pid: int) -> int | None:
     """The wait status of ``pid`` if it has exited and its parent has not reaped it yet (a
     zombie keeps it, in the last field of /proc/<pid>/stat); None otherwise."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    if fields[0] != b"Z" or len(fields) < 50:
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] != b"Z" or len(fields) < 50:
         return None
     return int(fields[49])
 
