@@ -1,7 +1,11 @@
-"""``agent-jobs serve``: the console script. Logs go to stderr; stdout is the protocol's (stdio) or unused."""
+"""``agent-jobs serve``: the MCP server's start; the other commands are :mod:`cli`'s.
+
+Logs go to stderr; stdout is the protocol's (stdio) or unused.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -58,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if extra:
         commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # exits 2
+    return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``agent-jobs serve`` with its parsed flags: check the settings, then serve until stopped."""
     try:
         cfg = load(args)
     except ConfigError as exc:
