@@ -32,6 +32,27 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
 
 
+def _is_seconds(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _bare_wait(argv: list[str]) -> list[str]:
+    """``run --wait 'make test'``: a ``--wait`` followed by no number waits for ever.
+
+    argparse would take the shell string as the optional SECONDS; spelling it ``--wait=inf``
+    leaves the string to be the command. Nothing after ``--`` is touched.
+    """
+    end = argv.index("--") if "--" in argv else len(argv)
+    return [
+        "--wait=inf" if arg == "--wait" and (i + 1 >= end or not _is_seconds(argv[i + 1])) else arg
+        for i, arg in enumerate(argv[:end])
+    ] + argv[end:]
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", help=f"job store folder (default ${ENV_ROOT}, else the XDG data folder)")
@@ -61,7 +82,7 @@ def _add_commands(
         type=_seconds,
         const=float("inf"),
         metavar="SECONDS",
-        help="stream the output and exit with the job's code (for at most SECONDS; give them as --wait=S)",
+        help="stream the output and exit with the job's code (124 if still running after SECONDS)",
     )
     run.add_argument(
         "words", nargs="+", metavar="COMMAND", help="a shell string, or after -- an argv run without a shell"
@@ -108,6 +129,8 @@ def _add_commands(
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "run" in argv:
+        argv = _bare_wait(argv)
     p, commands = parsers(_version(), _add_commands)
     p.description = "Durable background jobs for LLM agents: an MCP server, and commands to watch and stop jobs."
     args, extra = p.parse_known_args(argv)

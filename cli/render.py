@@ -126,7 +126,7 @@ def record(payload: SnapshotPayload) -> None:
     for key in ("schema_version", "ok", "type"):
         fields.pop(key, None)
     fields["command"] = command_text(payload.command)
-    fields["tags"] = ",".join(payload.tags)
+    fields["tags"] = ",".join(payload.tags) or "(none)"
     width = max(len(k) for k in fields)
     for key, value in fields.items():
         line = Text(f"{key:<{width}}  ", style="bold")
@@ -134,7 +134,7 @@ def record(payload: SnapshotPayload) -> None:
         line.append(str(value), style=style)
         if key == "started_at" and value:
             line.append(f"  ({ago_text(str(value), now)}, ran {_span(payload.started_at, payload.finished_at, now)})")
-        console.print(line)
+        console.print(line, soft_wrap=True)  # a long path stays one line, to copy
     snap = payload.snapshot
     for name, text in (("stdout", snap.stdout_tail), ("stderr", snap.stderr_tail)):
         console.print(Text(f"--- {name} (tail) ---", style="bold dim"))
@@ -166,7 +166,7 @@ def _ended_text(state: str, exit_code: int | None, signal: str | None, reason: s
         parts.append(f"with code {exit_code}")
     if signal:
         parts.append(f"by {signal}")
-    if reason and reason not in {"exited", "signal"}:
+    if reason and reason not in {state, "exited", "signal"}:
         parts.append(f"({reason})")
     return " ".join(parts)
 
