@@ -6,6 +6,7 @@ set. Only :func:`job_table` and :func:`record` import it, so log text goes out u
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -21,13 +22,17 @@ if TYPE_CHECKING:
 
 #: Characters of a job id shown in the table: enough to be a unique prefix in any real store.
 SHORT_ID = 8
+#: The command column is never narrower, even if the table must then be wider than the terminal.
+MIN_COMMAND_WIDTH = 10
 STATE_STYLES = {"created": "blue", "running": "cyan", "exited": "green", "killed": "yellow", "failed": "red"}
 
 
 def _console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    # rich drops colours under NO_COLOR but keeps bold and dim: a person who asks for none gets plain text.
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(highlight=False, soft_wrap=False, color_system=None if plain else "auto")
 
 
 def command_text(command: str | list[str]) -> str:
@@ -99,17 +104,17 @@ def job_table(payload: ListPayload) -> None:
         )
         for job in payload.jobs
     ]
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for index, name in enumerate(("ID", "STATE", "EXIT", "STARTED", "TIME", "TAGS")):
-        # Whole words in these columns: only the command is cut to the room left.
-        widest = max(len(name), *(len(row[index]) for row in rows))
-        table.add_column(name, no_wrap=True, min_width=widest)
-    table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", ratio=1)
-    for job, row in zip(payload.jobs, rows, strict=True):
-        table.add_row(
-            *row[:1], Text(row[1], style=STATE_STYLES.get(job.state, "")), *row[2:], command_text(job.command)
-        )
     console = _console()
+    headers = ("ID", "STATE", "EXIT", "STARTED", "TIME", "TAGS")
+    widths = [max(len(name), *(len(row[i]) for row in rows)) for i, name in enumerate(headers)]
+    # Whole words in these columns; the command gets the room left, cut with an ellipsis.
+    room = max(MIN_COMMAND_WIDTH, console.width - sum(widths) - 2 * len(widths))
+    table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 2, 0, 0))
+    for name, width in zip(headers, widths, strict=True):
+        table.add_column(name, no_wrap=True, width=width)
+    table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", max_width=room)
+    for job, row in zip(payload.jobs, rows, strict=True):
+        table.add_row(row[0], Text(row[1], style=STATE_STYLES.get(job.state, "")), *row[2:], command_text(job.command))
     console.print(table)
     if payload.truncated:
         console.print(f"(more jobs than --limit {len(payload.jobs)}; --limit 0 shows them all)")
