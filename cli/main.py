@@ -12,10 +12,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from server.config import ENV_ROOT, parsers
-
-EXIT_ERROR = 1
 EXIT_USAGE = 2
+ENV_ROOT = "AGENT_JOBS_ROOT"
 
 
 def _version() -> str:
@@ -30,6 +28,17 @@ def _seconds(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the package metadata is read only when asked for (it costs a cold ``ls`` time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"agent-jobs {_version()}")
+        parser.exit()
 
 
 def _is_seconds(text: str) -> bool:
@@ -127,12 +136,28 @@ def _add_commands(
     return {name: p for name, p in sub.choices.items() if name != "serve"}
 
 
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    p = argparse.ArgumentParser(
+        prog="agent-jobs",
+        description="Durable background jobs for LLM agents: an MCP server, and commands to watch and stop jobs.",
+    )
+    p.add_argument("--version", action=_VersionAction, help="show the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    # Listed here for --help; `serve` itself is parsed by the server's own parser (server.config).
+    sub.add_parser("serve", help="serve the job tools over MCP (stdio by default); see `agent-jobs serve -h`")
+    return p, _add_commands(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "run" in argv:
         argv = _bare_wait(argv)
-    p, commands = parsers(_version(), _add_commands)
-    p.description = "Durable background jobs for LLM agents: an MCP server, and commands to watch and stop jobs."
+    if argv[:1] == ["serve"]:
+        # The server's settings and the SDK are loaded only to serve.
+        from server.cli import main as serve
+
+        return serve(argv)
+    p, commands = _parser()
     args, extra = p.parse_known_args(argv)
     if args.command is None:
         p.print_usage(sys.stderr)
@@ -140,10 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if extra:
         commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # exits 2
-    if args.command == "serve":
-        from server.cli import serve
-
-        return serve(args)
     if args.command == "run":
         # An argv after `--` runs without a shell; one lone word is a shell string.
         args.argv = "--" in argv[argv.index("run") :] if "run" in argv else False

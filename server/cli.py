@@ -1,11 +1,10 @@
-"""``agent-jobs serve``: the MCP server's start; the other commands are :mod:`cli`'s.
+"""``agent-jobs serve``: the MCP server's start, called by :mod:`cli.main`, which runs the other commands.
 
 Logs go to stderr; stdout is the protocol's (stdio) or unused.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -62,11 +61,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if extra:
         commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # exits 2
-    return serve(args)
-
-
-def serve(args: argparse.Namespace) -> int:
-    """``agent-jobs serve`` with its parsed flags: check the settings, then serve until stopped."""
     try:
         cfg = load(args)
     except ConfigError as exc:
