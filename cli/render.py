@@ -6,6 +6,7 @@ set. Only :func:`job_table` and :func:`record` import it, so log text goes out u
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -136,7 +137,8 @@ def record(payload: SnapshotPayload) -> None:
     for key, value in fields.items():
         line = Text(f"{key:<{width}}  ", style="bold")
         style = STATE_STYLES.get(str(value), "") if key == "state" else ""
-        line.append(str(value), style=style)
+        # Nested fields (events, write_errors) as JSON, as the payload holds them.
+        line.append(json.dumps(value) if isinstance(value, dict | list) else str(value), style=style)
         if key == "started_at" and value:
             line.append(f"  ({ago_text(str(value), now)}, ran {_span(payload.started_at, payload.finished_at, now)})")
         console.print(line, soft_wrap=True)  # a long path stays one line, to copy
