@@ -38,7 +38,7 @@ SECRET_FIELDS = frozenset({"env", "stdin"})
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 def _has_lone_surrogate(text: str) -> bool:

@@ -16,7 +16,7 @@ JobState = Literal["created", "running", "exited", "killed", "failed"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Payload(_Model):

@@ -1,5 +1,5 @@
-"""``python -m server serve ...``: the same as the ``agent-jobs`` console script."""
+"""``python -m server ...``: the same as the ``agent-jobs`` console script."""
 
-from server.cli import main
+from cli.main import main
 
 raise SystemExit(main())

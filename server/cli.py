@@ -1,4 +1,7 @@
-"""``agent-jobs serve``: the console script. Logs go to stderr; stdout is the protocol's (stdio) or unused."""
+"""``agent-jobs serve``: the MCP server's start, called by :mod:`cli.main`, which runs the other commands.
+
+Logs go to stderr; stdout is the protocol's (stdio) or unused.
+"""
 
 from __future__ import annotations
 

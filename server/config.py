@@ -10,7 +10,7 @@ import argparse
 import ipaddress
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -202,7 +202,13 @@ def parser() -> argparse.ArgumentParser:
     return parsers()[0]
 
 
-def parsers(version: str = "") -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+#: Adds subcommands beside ``serve`` and returns their parsers by name (the people's commands of ``cli``).
+MoreCommands = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], dict[str, argparse.ArgumentParser]]
+
+
+def parsers(
+    version: str = "", more: MoreCommands | None = None
+) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``agent-jobs`` parser and each subcommand's own, which reports that subcommand's errors."""
     p = argparse.ArgumentParser(
         prog="agent-jobs",
@@ -275,7 +281,7 @@ def parsers(version: str = "") -> tuple[argparse.ArgumentParser, dict[str, argpa
     )
     rules.add_argument("--read-only", action="store_true", help="serve only snapshot, wait, list_jobs and server_info")
     rules.add_argument("--max-running", type=int, metavar="N", help="at most N jobs running at once")
-    return p, {"serve": serve}
+    return p, {"serve": serve, **(more(sub) if more else {})}
 
 
 def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
