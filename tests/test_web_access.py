@@ -300,3 +300,10 @@ async def test_a_store_of_500_jobs_is_one_whole_page(http_server, job_root, tmp_
         took = time.monotonic() - started
     assert page.text.count("data-job-id=") == 500
     assert took < 5, f"the page of 500 jobs took {took:.1f} s"
+
+
+async def test_the_sign_in_link_leaves_no_token_in_the_address_once_signed_in(http_server):
+    async with http_server("streamable-http", env=ENV) as service, httpx2.AsyncClient(timeout=10) as http:
+        await _signed_in(http, service.base_url)
+        again = await http.get(f"{service.base_url}/?token={TOKEN}")
+    assert again.status_code == 303 and again.headers["location"] == "/"

@@ -110,6 +110,11 @@ class WebApp:
             await PlainTextResponse("Invalid Host header", status_code=421)(scope, receive, send)
             return
         path = scope.get("path", "")
+        token = request.query_params.get("token")
+        if path == "/" and token is not None and self.gate.token_matches(token):
+            # The sign-in link: set the cookie and drop the token from the address bar and history.
+            await self._signed_in(RedirectResponse("/", status_code=303))(scope, receive, send)
+            return
         open_paths = path in ("/login",) or path.startswith("/static/")
         if not open_paths and not self.gate.signed_in(request):
             await self._sign_in_needed(request)(scope, receive, send)
@@ -118,9 +123,6 @@ class WebApp:
 
     def _sign_in_needed(self, request: Request) -> Response:
         path = request.url.path
-        token = request.query_params.get("token")
-        if path == "/" and token is not None and self.gate.token_matches(token):
-            return self._signed_in(RedirectResponse("/", status_code=303))
         if path.startswith(("/api/", "/events")) or request.method != "GET":
             return _error("unauthorized", "sign in first: the session cookie or the bearer token is missing", 401)
         return RedirectResponse("/login?" + urlencode({"next": _local(path)}), status_code=303)
