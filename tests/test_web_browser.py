@@ -97,14 +97,18 @@ def _sign_in(driver: Any, base: str) -> None:
 
 
 def _screenshot(driver: Any, name: str) -> None:
-    """Light and dark shots of the page now shown, by the media feature the stylesheet reads."""
+    """Light and dark shots of the page now shown (by the media feature the stylesheet reads), and a phone's."""
     ARTIFACTS.mkdir(exist_ok=True)
+    driver.set_window_size(1280, 1600)
     for scheme in ("light", "dark"):
         driver.execute_cdp_cmd(
             "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]}
         )
         assert driver.save_screenshot(str(ARTIFACTS / f"{name}-{scheme}.png"))
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    driver.set_window_size(390, 844)
+    assert driver.save_screenshot(str(ARTIFACTS / f"{name}-phone.png"))
+    driver.set_window_size(1280, 900)
 
 
 async def _run_over_mcp(base: str, args: dict[str, Any]) -> dict[str, Any]:
