@@ -24,7 +24,7 @@ from .config import Config
 from .info import build_info_tool, server_version
 from .tools import WaitPolicy, build_tools
 from .unreadable import AnsweringReader
-from .web import build_web, is_web_path, sign_in_link
+from .web import build_web, is_web_path, sign_in_line
 
 log = logging.getLogger("agent_jobs.server")
 
@@ -224,7 +224,7 @@ class HttpService:
             for name, url in self.urls.items():
                 # Always on stderr, whatever the log level: with --port 0 it is how a client learns the port.
                 print(f"agent-jobs: serving {name} at {url}", file=sys.stderr, flush=True)
-            print(f"agent-jobs: web page at {sign_in_link(self.base_url, self.cfg.token)}", file=sys.stderr, flush=True)
+            print(f"agent-jobs: {sign_in_line(self.base_url, self.cfg, sys.stderr)}", file=sys.stderr, flush=True)
             for line in self.token_hint():
                 print(f"agent-jobs: {line}", file=sys.stderr, flush=True)
             await self._uvicorn.serve(sockets=[self.sock])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
 import time
@@ -246,7 +248,7 @@ async def test_the_job_stream_sends_new_output_and_the_end(http_server, job_root
     assert '"exited"' in seen[-1]
 
 
-def test_agent_jobs_web_serves_the_page_alone(job_root, state_home, tmp_path):
+def _web(job_root: Path, state_home: Path, tmp_path: Path, stderr: Any) -> subprocess.Popen[str]:
     env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(REPO),
@@ -255,20 +257,44 @@ def test_agent_jobs_web_serves_the_page_alone(job_root, state_home, tmp_path):
         **ENV,
     }
     argv = [sys.executable, "-m", "server", "web", "--port", "0", "--root", str(job_root)]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=stderr, text=True, env=env, cwd=tmp_path)
+
+
+def test_agent_jobs_web_serves_the_page_alone_and_logs_no_token(job_root, state_home, tmp_path):
+    proc = _web(job_root, state_home, tmp_path, subprocess.PIPE)
     try:
         assert proc.stderr is not None
-        link = next(line for line in proc.stderr if "web page at" in line).rsplit(" ", 1)[1].strip()
-        assert link.startswith("http://127.0.0.1:") and link.endswith(f"/?token={TOKEN}")
-        base = link.split("/?", 1)[0]
+        line = next(line for line in proc.stderr if "web page at" in line)
+        assert TOKEN not in line and "AGENT_JOBS_TOKEN" in line
+        base = line.split("web page at ", 1)[1].split(" ", 1)[0].rstrip("/")
+        assert base.startswith("http://127.0.0.1:")
         with httpx2.Client(timeout=10) as http:
-            assert http.get(link).status_code == 303
+            assert http.get(f"{base}/?token={TOKEN}").status_code == 303
             assert http.get(f"{base}/").status_code == 200
             assert http.get(f"{base}/api/jobs").json()["root"] == str(job_root)
             assert http.post(f"{base}/mcp", json={}).status_code == 404
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_on_a_terminal_the_sign_in_link_carries_the_token(job_root, state_home, tmp_path):
+    """As Jupyter does: a person at a terminal gets a link to open; a log file never gets the token."""
+    leader, follower = pty.openpty()
+    proc = _web(job_root, state_home, tmp_path, follower)
+    os.close(follower)
+    try:
+        seen = b""
+        while b"web page at" not in seen or not seen.endswith(b"\n"):
+            ready, _, _ = select.select([leader], [], [], 30)
+            assert ready, f"no sign-in line within 30 s: {seen!r}"
+            seen += os.read(leader, 4096)
+        line = next(line for line in seen.decode().splitlines() if "web page at" in line)
+        assert line.endswith(f"/?token={TOKEN}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        os.close(leader)
 
 
 def test_the_page_offers_every_state_and_signal_the_engine_knows():

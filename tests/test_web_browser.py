@@ -50,8 +50,11 @@ def server(job_root: Path, state_home: Path, tmp_path: Path) -> Iterator[tuple[S
     env = {"AGENT_JOBS_TOKEN": TOKEN, "XDG_STATE_HOME": str(state_home), "HOME": str(tmp_path)}
     flags = ("--transport", "streamable-http", "--port", "0", "--root", str(job_root))
     with ServerProcess(*flags, env=env, cwd=tmp_path) as proc:
-        link = proc.line("web page at").rsplit(" ", 1)[1]
-        yield proc, link.split("/?", 1)[0]
+        # Not a terminal: the line gives the address, never the token.
+        line = proc.line("web page at")
+        assert TOKEN not in line
+        address = line.split("web page at ", 1)[1].split(" ", 1)[0]
+        yield proc, address.rstrip("/")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Served beside the MCP endpoints by ``agent-jobs serve`` on HTTP, and alone by ``
 
 from __future__ import annotations
 
+from typing import TextIO
 from urllib.parse import quote
 
 from jobcore import AsyncJobs
@@ -14,7 +15,7 @@ from ..access import allowed_hosts, allowed_origins
 from ..config import Config
 from .routes import WebApp, is_web_path
 
-__all__ = ["WebApp", "build_web", "is_web_path", "sign_in_link"]
+__all__ = ["WebApp", "build_web", "is_web_path", "sign_in_line"]
 
 
 def build_web(cfg: Config, jobs: AsyncJobs, port: int) -> WebApp:
@@ -25,6 +26,14 @@ def build_web(cfg: Config, jobs: AsyncJobs, port: int) -> WebApp:
     return WebApp(jobs, cfg.policy, Gate(cfg.token, hosts, allowed_origins(cfg, hosts)))
 
 
-def sign_in_link(base_url: str, token: str | None) -> str:
-    """The page's address, with the token for a first visit (as Jupyter prints it)."""
-    return f"{base_url}/" if token is None else f"{base_url}/?token={quote(token, safe='')}"
+def sign_in_line(base_url: str, cfg: Config, stream: TextIO) -> str:
+    """Where the page is, said at start; with the token in the link (as Jupyter does) only on a terminal.
+
+    Logs kept in files (a service's stderr) never hold the token: there, the line says where it is.
+    """
+    if cfg.token is None:
+        return f"web page at {base_url}/ (no sign-in: --no-auth)"
+    if stream.isatty():
+        return f"web page at {base_url}/?token={quote(cfg.token, safe='')}"
+    where = f"the token in {cfg.token_file}" if cfg.token_file else "the token (AGENT_JOBS_TOKEN)"
+    return f"web page at {base_url}/ (sign in with {where})"

@@ -8,7 +8,7 @@ import sys
 from jobcore import AsyncJobs
 
 from ..config import Config
-from . import build_web, sign_in_link
+from . import build_web, sign_in_line
 
 
 class WebService:
@@ -36,9 +36,7 @@ class WebService:
         )
 
     async def serve(self) -> None:
-        print(f"agent-jobs: web page at {sign_in_link(self.base_url, self.cfg.token)}", file=sys.stderr, flush=True)
-        if self.cfg.token is None:
-            print("agent-jobs: serving the page without a token (--no-auth)", file=sys.stderr, flush=True)
+        print(f"agent-jobs: {sign_in_line(self.base_url, self.cfg, sys.stderr)}", file=sys.stderr, flush=True)
         await self._uvicorn.serve(sockets=[self.sock])
 
     def stop(self) -> None:
