@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+#: Commands the server runs (they load the MCP SDK); every other command works on the store alone.
+SERVER_COMMANDS = ("serve", "web")
 EXIT_USAGE = 2
 ENV_ROOT = "AGENT_JOBS_ROOT"
 
@@ -133,7 +135,7 @@ def _add_commands(
     tag = add("tag", "replace a job's tags")
     tag.add_argument("id", metavar="ID")
     tag.add_argument("tags", nargs="+", metavar="TAG")
-    return {name: p for name, p in sub.choices.items() if name != "serve"}
+    return {name: p for name, p in sub.choices.items() if name not in SERVER_COMMANDS}
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -143,8 +145,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     p.add_argument("--version", action=_VersionAction, help="show the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    # Listed here for --help; `serve` itself is parsed by the server's own parser (server.config).
+    # Listed here for --help; `serve` and `web` are parsed by the server's own parser (server.config).
     sub.add_parser("serve", help="serve the job tools over MCP (stdio by default); see `agent-jobs serve -h`")
+    sub.add_parser("web", help="serve only the web page of jobs; see `agent-jobs web -h`")
     return p, _add_commands(sub)
 
 
@@ -152,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "run" in argv:
         argv = _bare_wait(argv)
-    if argv[:1] == ["serve"]:
+    if argv[:1] and argv[0] in SERVER_COMMANDS:
         # The server's settings and the SDK are loaded only to serve.
         from server.cli import main as serve
 

@@ -24,6 +24,7 @@ from .config import Config
 from .info import build_info_tool, server_version
 from .tools import WaitPolicy, build_tools
 from .unreadable import AnsweringReader
+from .web import build_web, is_web_path, sign_in_line
 
 log = logging.getLogger("agent_jobs.server")
 
@@ -119,7 +120,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
     """How a URL names the bound address; a wildcard bind (0.0.0.0, ::) is reached locally on loopback."""
     host = host.strip("[]")
     if host in ("0.0.0.0", "::"):
@@ -128,7 +129,7 @@ def _url_host(host: str) -> str:
 
 
 class HttpService:
-    """SSE (``/sse`` + ``/messages/``) and/or streamable HTTP (``/mcp``) on one listening socket.
+    """SSE (``/sse`` + ``/messages/``) and/or streamable HTTP (``/mcp``), and the web page, on one listening socket.
 
     The socket is bound and listening when the object is made, so clients may connect at once;
     :meth:`serve` answers them until :meth:`stop`.
@@ -138,8 +139,11 @@ class HttpService:
         self.cfg = cfg
         self.sock = sock or bind(cfg.host, cfg.port)
         self.port: int = self.sock.getsockname()[1]
-        self.base_url = f"http://{_url_host(cfg.host)}:{self.port}"
+        self.base_url = f"http://{url_host(cfg.host)}:{self.port}"
+        jobs = jobs or AsyncJobs(cfg.root, policy=cfg.policy)
         self.mcp = build_server(cfg, jobs=jobs, base_url=self.base_url)
+        # The page for people, at / beside the MCP routes, on the same store, policy and token.
+        self.web = build_web(cfg, jobs, self.port)
         security = access.transport_security(cfg, self.port)
         self._sse = self.mcp.sse_app(transport_security=security) if "sse" in cfg.transports else None
         self._http = (
@@ -194,6 +198,10 @@ class HttpService:
             await send(message)
 
         path = scope.get("path", "")
+        if is_web_path(path):
+            # The page checks its own cookie or bearer header; the MCP routes keep the SDK's bearer check.
+            await self.web(scope, receive, send)
+            return
         try:
             if self._http is not None and (self._sse is None or path.rstrip("/") == HTTP_PATH):
                 await self._http(scope, receive, tracking_send)
@@ -215,6 +223,7 @@ class HttpService:
             for name, url in self.urls.items():
                 # Always on stderr, whatever the log level: with --port 0 it is how a client learns the port.
                 print(f"agent-jobs: serving {name} at {url}", file=sys.stderr, flush=True)
+            print(f"agent-jobs: {sign_in_line(self.base_url, self.cfg, sys.stderr)}", file=sys.stderr, flush=True)
             for line in self.token_hint():
                 print(f"agent-jobs: {line}", file=sys.stderr, flush=True)
             await self._uvicorn.serve(sockets=[self.sock])

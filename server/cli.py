@@ -16,7 +16,7 @@ from types import FrameType
 
 from jobcore import SERVER_SECRETS, AsyncJobs, JobError
 
-from .config import ConfigError, load, parsers
+from .config import Config, ConfigError, load, parsers
 
 log = logging.getLogger("agent_jobs")
 
@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import app
 
     try:
+        if args.command == "web":
+            return _serve_web(cfg, jobs)
         if cfg.transports == ("stdio",):
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, _exit_now)
@@ -99,4 +101,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             anyio.run(service.serve)
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _serve_web(cfg: Config, jobs: AsyncJobs) -> int:
+    """``agent-jobs web``: the page alone, on its own port."""
+    import anyio
+
+    from .web.service import WebService
+
+    try:
+        service = WebService(cfg, jobs)
+    except OSError as exc:
+        print(f"agent-jobs: error: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    anyio.run(service.serve)
     return 0

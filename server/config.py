@@ -227,33 +227,46 @@ def parsers(
         default="stdio",
         help="stdio (default), sse, streamable-http, or sse,streamable-http for both on one port",
     )
-    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind for sse/http (default {DEFAULT_HOST})")
-    serve.add_argument(
+    _add_common_flags(serve)
+    web = sub.add_parser(
+        "web",
+        help="serve only the web page of jobs (for agents that use stdio)",
+        description="Serve the web page of jobs alone: see, follow and stop jobs from a browser. "
+        "Same store, policy and token as serve; prints a sign-in link on stderr.",
+    )
+    _add_common_flags(web)
+    return p, {"serve": serve, "web": web, **(more(sub) if more else {})}
+
+
+def _add_common_flags(command: argparse.ArgumentParser) -> None:
+    """The flags ``serve`` and ``web`` share: address, token, store, Host and Origin lists, logging, policy."""
+    command.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind for sse/http (default {DEFAULT_HOST})")
+    command.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port for sse/http (default {DEFAULT_PORT}; 0 picks a free one)"
     )
-    serve.add_argument("--root", help=f"job store folder (default ${ENV_ROOT}, else the XDG data folder)")
-    serve.add_argument("--token-file", help=f"file holding the bearer token (instead of ${ENV_TOKEN})")
-    serve.add_argument(
+    command.add_argument("--root", help=f"job store folder (default ${ENV_ROOT}, else the XDG data folder)")
+    command.add_argument("--token-file", help=f"file holding the bearer token (instead of ${ENV_TOKEN})")
+    command.add_argument(
         "--no-auth",
         action="store_true",
         help="serve sse/http without a token (loopback only); by default a token is required, made if none is given",
     )
-    serve.add_argument(
+    command.add_argument(
         "--allowed-host",
         action="append",
         default=[],
         metavar="HOST:PORT",
         help="also accept this Host header (name:port or name:*); repeatable",
     )
-    serve.add_argument(
+    command.add_argument(
         "--allowed-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
         help="accept requests carrying this Origin (e.g. http://localhost:5173, or with :* for any port); repeatable",
     )
-    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="stderr log level (default info)")
-    rules = serve.add_argument_group("policy", "what jobs may do; each flag replaces that field of --policy's file")
+    command.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="stderr log level (default info)")
+    rules = command.add_argument_group("policy", "what jobs may do; each flag replaces that field of --policy's file")
     rules.add_argument("--policy", metavar="FILE", help="the policy: a TOML (.toml) or JSON file")
     rules.add_argument(
         "--allow-root",
@@ -281,18 +294,18 @@ def parsers(
     )
     rules.add_argument("--read-only", action="store_true", help="serve only snapshot, wait, list_jobs and server_info")
     rules.add_argument("--max-running", type=int, metavar="N", help="at most N jobs running at once")
-    return p, {"serve": serve, **(more(sub) if more else {})}
 
 
 def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
     """Check the parsed ``serve`` flags and the environment together; raise :class:`ConfigError`."""
     env = os.environ if env is None else env
-    transports = _transports(args.transport)
+    web_only = getattr(args, "command", None) == "web"
+    transports = () if web_only else _transports(args.transport)
     default_wait, max_wait = wait_settings(env)
     _check_retention(env)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not a TCP port")
-    http = any(t != "stdio" for t in transports)
+    http = web_only or any(t != "stdio" for t in transports)
     policy = _policy(args)
     for entry in args.allowed_host:
         name, _, port = entry.rpartition(":")
@@ -315,6 +328,6 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
     )
 
 
-def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
-    """``serve`` flags (without the subcommand) to a checked :class:`Config`; for tests and embedding."""
-    return load(parser().parse_args(["serve", *argv]), env)
+def parse(argv: Sequence[str], env: Mapping[str, str] | None = None, command: str = "serve") -> Config:
+    """``serve`` (or ``web``) flags, without the subcommand, to a checked :class:`Config`; for tests and embedding."""
+    return load(parser().parse_args([command, *argv]), env)

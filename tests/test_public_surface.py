@@ -27,7 +27,7 @@ def submodule_imports(path: Path) -> list[str]:
 
 
 def test_the_server_imports_nothing_but_jobcore_itself() -> None:
-    sources = sorted(SERVER.glob("*.py"))
+    sources = sorted(SERVER.rglob("*.py"))
     assert sources
     assert [line for path in sources for line in submodule_imports(path)] == []
 
