@@ -1,4 +1,4 @@
-"""An installed copy has all of the code: every package, and the web page's templates and static files.
+"""An installed copy has all of the code: every package (the engine, the server, the CLI), and the web page's files.
 
 ``pip install .`` (the README's install command) builds a wheel from ``pyproject.toml``: a subpackage
 missing from its package list is missing from the install, whatever the checkout holds.
@@ -21,7 +21,7 @@ def _setuptools() -> dict:
 def test_every_package_of_the_checkout_is_installed():
     on_disk = {
         ".".join(init.parent.relative_to(REPO).parts)
-        for top in ("jobcore", "server")
+        for top in ("jobcore", "server", "cli")
         for init in (REPO / top).rglob("__init__.py")
     }
     include = _setuptools()["packages"]["find"]["include"]
