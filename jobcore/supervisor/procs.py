@@ -134,6 +134,32 @@ def signal_job(job_id: str, pgid: int | None, signum: int) -> None:
     signal_all([pid for pid in marked if pid not in members], signum)
 
 
+def descendants(ancestor: int, outside_group: int | None = None) -> list[int]:
+    """Live descendants of ``ancestor`` (not in process group ``outside_group``), found by
+    parent links alone: one ``stat`` read a process and no ``environ``, what a subreaper
+    needs to find every process left of its job."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        st = _stat(int(name))
+        if st is not None and st[0] not in _DEAD_STATES:
+            children.setdefault(st[1], []).append((int(name), st[2]))
+    found: list[int] = []
+    todo = [ancestor]
+    while todo:
+        for child, pgrp in children.get(todo.pop(), ()):
+            if pgrp != outside_group:
+                found.append(child)
+            todo.append(child)
+    return found
+
+
+def is_notify_command(pid: int) -> bool:
+    """True for a notify command (or a process it started): its environment names the event."""
+    return any(e.startswith(SINK_VAR_PREFIX) for e in _environ(pid))
+
+
 def live_jobs() -> set[str]:
     """In one pass over /proc: the ids of the jobs that have a live process.
 
