@@ -109,8 +109,18 @@ def _ours(marked: list[int], members: list[int]) -> bool:
 
 
 def group_alive(job_id: str, pgid: int) -> bool:
-    """True while the job's process group has a live member."""
-    return _ours(*_scan(job_id, pgid))
+    """True while the job's process group has a live member (one carrying its marker).
+
+    Only the group's members have their environment read: the rest of /proc costs a
+    ``stat`` read each, so a reader noticing a lost supervisor stays cheap beside many jobs.
+    """
+    marker = f"{MARKER_VAR}={job_id}".encode()
+    for pid, pgrp in _live_pids():
+        if pgrp == pgid:
+            env = _environ(pid)
+            if marker in env and not any(e.startswith(SINK_VAR_PREFIX) for e in env):
+                return True
+    return False
 
 
 def job_processes(job_id: str, pgid: int | None) -> list[int]:
