@@ -4,6 +4,8 @@ the processes that left the job's group, with no /proc scan when nothing was lef
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -86,3 +88,69 @@ def test_the_supervisor_acknowledges_a_kill_request_and_other_signals_go_in_orde
     request = json.loads((jobs.store.root / started.job_id / "kill.json").read_text())
     sent = json.loads((jobs.store.root / started.job_id / "kill.sent").read_text())
     assert (sent["signal"], sent["requested_at"]) == ("SIGTERM", request["requested_at"])
+
+
+# --- the fork server -----------------------------------------------------------------------------
+
+
+def _parent(pid: int) -> int:
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2 :].split()[1])
+
+
+def _session(pid: int) -> int:
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2 :].split()[3])
+
+
+def test_a_supervisor_is_forked_in_its_own_session_with_the_launch_environment_and_no_socket(
+    jobs: Jobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCALE_PROBE", "first")
+    first = jobs.run(command="echo $SCALE_PROBE", wait_seconds=10)
+    monkeypatch.setenv("SCALE_PROBE", "second")
+    ready = Fifo(tmp_path / "ready")
+    second = jobs.run(command=f"echo $SCALE_PROBE; echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    assert first.final_snapshot is not None and first.final_snapshot.stdout_tail == "first\n"
+    assert jobs.snapshot(job_id=second.job_id).snapshot.stdout_tail == "second\n"
+    supervisor = state_of(jobs, second.job_id)["supervisor_pid"]
+    server = _parent(supervisor)
+    assert b"forkserver" in Path(f"/proc/{server}/cmdline").read_bytes()
+    assert _session(supervisor) == supervisor
+    assert _session(server) == server != _session(os.getpid())
+    links = [os.readlink(fd) for fd in Path(f"/proc/{supervisor}/fd").iterdir()]
+    assert not [link for link in links if link.startswith("socket:")]
+    assert jobs.kill(job_id=second.job_id).state == "killed"
+
+
+def test_killing_the_fork_server_takes_no_job_with_it_and_a_new_one_is_started(jobs: Jobs, tmp_path: Path) -> None:
+    ready = Fifo(tmp_path / "ready")
+    started = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    supervisor = state_of(jobs, started.job_id)["supervisor_pid"]
+    server = _parent(supervisor)
+    os.kill(server, signal.SIGKILL)
+    wait_exit(server)
+    assert jobs.snapshot(job_id=started.job_id).state == "running"
+    assert procs.is_alive(supervisor)
+    again = jobs.run(command="echo again", wait_seconds=10)
+    assert (again.state, again.final_snapshot.stdout_tail) == ("exited", "again\n")
+    assert _parent(state_of(jobs, again.job_id)["supervisor_pid"]) not in (server, os.getpid())
+    killed = jobs.kill(job_id=started.job_id, wait_seconds=10)
+    assert (killed.state, killed.reason) == ("killed", "killed")
+    wait_exit(supervisor)
+
+
+def test_without_the_fork_server_the_supervisor_is_spawned(
+    jobs: Jobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENT_JOBS_FORKSERVER", "0")
+    ready = Fifo(tmp_path / "ready")
+    started = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    supervisor = state_of(jobs, started.job_id)["supervisor_pid"]
+    assert _parent(supervisor) == os.getpid()
+    assert os.fsencode(jobs.store.root / started.job_id) in Path(f"/proc/{supervisor}/cmdline").read_bytes()
+    assert not (jobs.store.root / ".forkserver.sock").exists()
+    assert jobs.kill(job_id=started.job_id).state == "killed"

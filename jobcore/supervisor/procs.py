@@ -56,7 +56,14 @@ def is_supervisor_of(pid: int, job_dir: str) -> bool:
             argv = f.read().split(b"\0")
     except OSError:
         return False
-    return os.fsencode(job_dir) in argv
+    if os.fsencode(job_dir) in argv:
+        return True
+    # Forked by the fork server, whose command line it has: it holds the job directory on fd 3.
+    try:
+        held, wanted = os.stat(f"/proc/{pid}/fd/3"), os.stat(job_dir)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (wanted.st_dev, wanted.st_ino)
 
 
 def _live_pids() -> list[tuple[int, int]]:
