@@ -121,9 +121,11 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
         pss = sum(_pss_kib(pid) for pid in supervisors + _server_pids(root))
 
         async def kill(job_id: str) -> None:
-            payload = (await client.call_tool("kill", {"job_id": job_id, "wait_seconds": 30})).structured_content
-            assert payload["state"] == "killed", payload
+            payload = (await client.call_tool("kill", {"job_id": job_id, "wait_seconds": 60})).structured_content
+            if payload["state"] != "killed":
+                not_killed.append(job_id)
 
+        not_killed: list[str] = []
         t0 = time.perf_counter()
         async with anyio.create_task_group() as tg:
             for job_id in ids:
@@ -151,7 +153,7 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
         ),
         Row(
             f"  {n} concurrent kill calls: all ended",
-            f"{kill_s:.2f} s ({len(left)} jobs with a process left)",
+            f"{kill_s:.2f} s ({len(not_killed)} not killed, {len(left)} with a process left)",
             f"{plain_kill_s:.2f} s",
             "Popen.kill() then wait() each",
             "<= 2 s (200), <= 5 s (1000)",
