@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import resource
 import select
 import socket
 import sys
@@ -128,8 +129,20 @@ def _start(root: str, reap: Callable[[int], None]) -> bool:
             os.close(write_fd)
 
 
+def _rlimits() -> list[list[int]]:
+    """Our resource limits, which a spawned supervisor would inherit: the forked one is given them."""
+    return [
+        [which, *resource.getrlimit(which)]
+        for name, which in vars(resource).items()
+        if name.startswith("RLIMIT_") and isinstance(which, int)
+    ]
+
+
 def _request(conn: socket.socket, job_dir: str, environ: dict[str, str], ack_fd: int) -> int | None:
-    body = fsio.dumps({"job_dir": job_dir, "env": dict(environ)}, indent=None).encode()
+    umask = os.umask(0o077)
+    os.umask(umask)
+    request = {"job_dir": job_dir, "env": dict(environ), "umask": umask, "rlimits": _rlimits()}
+    body = fsio.dumps(request, indent=None).encode()
     message = len(body).to_bytes(4, "big") + body
     sent = conn.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, ack_fd.to_bytes(4, sys.byteorder))])
     if sent < len(message):

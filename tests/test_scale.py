@@ -154,3 +154,19 @@ def test_without_the_fork_server_the_supervisor_is_spawned(
     assert os.fsencode(jobs.store.root / started.job_id) in Path(f"/proc/{supervisor}/cmdline").read_bytes()
     assert not (jobs.store.root / ".forkserver.sock").exists()
     assert jobs.kill(job_id=started.job_id).state == "killed"
+
+
+def test_a_forked_supervisor_gets_the_launcher_s_resource_limits(jobs: Jobs) -> None:
+    import resource
+
+    first = jobs.run(command="ulimit -n", wait_seconds=10)  # starts the fork server
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lower = min(soft, 512) - 1
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lower, hard))
+    try:
+        second = jobs.run(command="ulimit -n", wait_seconds=10)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert first.final_snapshot is not None and second.final_snapshot is not None
+    assert first.final_snapshot.stdout_tail == f"{soft}\n"
+    assert second.final_snapshot.stdout_tail == f"{lower}\n"

@@ -6,11 +6,12 @@ with its siblings (copy-on-write; :func:`gc.freeze` keeps the collector from tou
 
 One per job store, started detached (its own session, stdio on /dev/null) by the first launch
 that finds none (see :mod:`jobcore.forkserve`). It listens on ``.forkserver.sock`` in the
-store's root, mode 0600, and serves only its own user. A request is one length-prefixed JSON
-message ``{"job_dir", "env"}`` carrying the launcher's acknowledgement pipe (``SCM_RIGHTS``);
-the answer is the supervisor's pid. The child leaves our session for its own, takes the
-request's environment (never ours), keeps the job directory open on fd 3 (how readers tell a
-forked supervisor, whose command line is ours, see :func:`procs.is_supervisor_of`), and runs
+store's root, mode 0600, and serves only its own user. A request is one length-prefixed
+JSON message ``{"job_dir", "env", "umask", "rlimits"}`` carrying the launcher's
+acknowledgement pipe (``SCM_RIGHTS``); the answer is the supervisor's pid. The child leaves
+our session for its own, takes the request's environment (never ours), the launcher's umask
+and resource limits, keeps the job directory open on fd 3 (how readers tell a forked
+supervisor, whose command line is ours, see :func:`procs.is_supervisor_of`), and runs
 :func:`supervisor.main.main` with fd 2 on the pipe, as a spawned supervisor would.
 
 We reap our children (the supervisors) and nothing else. Killing us takes no job with us:
@@ -24,6 +25,7 @@ import _signal
 import _socket
 import gc
 import os
+import resource
 import select
 import sys
 import time
@@ -66,11 +68,23 @@ def _recv_request(conn: _socket.socket) -> tuple[dict, int]:
             raise ValueError("no job_dir")
         if not isinstance(request.get("env"), dict):
             raise ValueError("no env")
+        if not isinstance(request.get("umask"), int) or not isinstance(request.get("rlimits"), list):
+            raise ValueError("no umask or rlimits")
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
     return request, fds[0]
+
+
+def _limits_refused(rlimits: list) -> str | None:
+    """Why we cannot give a child the launcher's resource limits (a hard limit above ours
+    cannot be raised back), or None: the launcher then spawns its supervisor itself."""
+    for which, _, hard in rlimits:
+        ours = resource.getrlimit(which)[1]
+        if ours != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > ours):
+            return f"resource limit {which} is above the fork server's"
+    return None
 
 
 def _child(request: dict, ack_fd: int, keep_open: list[int]) -> None:
@@ -95,6 +109,9 @@ def _child(request: dict, ack_fd: int, keep_open: list[int]) -> None:
             os.close(dir_fd)
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+        os.umask(request["umask"])
+        for which, soft, hard in request["rlimits"]:
+            resource.setrlimit(which, (soft, hard))
         code = main.main(job_dir)
     except BaseException as exc:
         try:
@@ -118,6 +135,10 @@ def _serve_one(listener: _socket.socket, sig_r: int) -> None:
             request, ack_fd = _recv_request(conn)
         except (OSError, ValueError) as exc:
             conn.sendall(f"error {exc}\n".encode())
+            return
+        if (refused := _limits_refused(request["rlimits"])) is not None:
+            os.close(ack_fd)
+            conn.sendall(f"error {refused}\n".encode())
             return
         try:
             pid = os.fork()
