@@ -9,7 +9,7 @@
 - a job's first instruction after the ``run_job`` call (median).
 
 N is 200. ``AGENT_JOBS_BENCH_MANY=1000`` (any number) adds the same rows for that many jobs
-(1,000 take about a minute more).
+(1,000 take one to two minutes more on 2 cores).
 """
 
 from __future__ import annotations
