@@ -91,10 +91,11 @@ def _child(request: dict, ack_fd: int, keep_open: list[int]) -> None:
     """In the forked child: become a supervisor as a spawned one would be. Never returns."""
     code = 1
     try:
-        for fd in keep_open:
-            os.close(fd)
+        # Our signal pipe is let go before it is closed, so no signal writes to a reused fd.
         _signal.set_wakeup_fd(-1)
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        for fd in keep_open:
+            os.close(fd)
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
@@ -123,7 +124,7 @@ def _child(request: dict, ack_fd: int, keep_open: list[int]) -> None:
         os._exit(code)
 
 
-def _serve_one(listener: _socket.socket, sig_r: int) -> None:
+def _serve_one(listener: _socket.socket, signal_pipe: tuple[int, int]) -> None:
     fd, _ = listener._accept()
     conn = _socket.socket(fileno=fd)
     try:
@@ -143,7 +144,7 @@ def _serve_one(listener: _socket.socket, sig_r: int) -> None:
         try:
             pid = os.fork()
             if pid == 0:
-                _child(request, ack_fd, [listener.fileno(), conn.fileno(), sig_r])
+                _child(request, ack_fd, [listener.fileno(), conn.fileno(), *signal_pipe])
         finally:
             os.close(ack_fd)
         conn.sendall(f"{pid}\n".encode())
@@ -204,7 +205,7 @@ def serve(root: str) -> int:
             except BlockingIOError:
                 pass
         if listener.fileno() in ready:
-            _serve_one(listener, sig_r)
+            _serve_one(listener, (sig_r, sig_w))
             idle_since = time.monotonic()
         if _reap():
             idle_since = time.monotonic()
