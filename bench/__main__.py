@@ -7,7 +7,13 @@ import sys
 
 from .table import Row, render
 
-MODULES = ("bench.jobcore_bench", "bench.server_bench", "bench.cli_bench", "bench.web_bench")
+MODULES = (
+    "bench.jobcore_bench",
+    "bench.server_bench",
+    "bench.scale_bench",
+    "bench.cli_bench",
+    "bench.web_bench",
+)
 
 
 def main() -> None:

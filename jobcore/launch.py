@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from . import forkserve
 from .errors import JobError
 from .store import FILE_MODE, JobDir
 from .supervisor import fsio, procs, records
@@ -47,7 +48,10 @@ class _Reaper:
         self._thread: threading.Thread | None = None
 
     def watch(self, pid: int) -> None:
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pass  # a forked supervisor that died already: its pipe says so below
         with self._lock:
             self._pids[pidfd] = pid
             self._epoll.register(pidfd, select.EPOLLIN)
@@ -101,30 +105,37 @@ def launch(jd: JobDir, environ: dict[str, str]) -> None:
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     pidfd = None
     try:
-        try:
-            pid = os.posix_spawn(
-                sys.executable,
-                supervisor_argv(str(jd.path)),
-                environ,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, write_fd, 2),
-                ],
-                setsid=True,
-            )
-        except OSError as exc:
-            _fail(jd, f"cannot start the supervisor: {exc}")
+        # Forked by the store's fork server (its child, reaped by it) or spawned by us (ours).
+        pid = forkserve.fork_supervisor(jd.path.parent, str(jd.path), environ, write_fd, _reaper.watch)
+        if pid is None:
+            try:
+                pid = os.posix_spawn(
+                    sys.executable,
+                    supervisor_argv(str(jd.path)),
+                    environ,
+                    file_actions=[
+                        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                        (os.POSIX_SPAWN_DUP2, write_fd, 2),
+                    ],
+                    setsid=True,
+                )
+            except OSError as exc:
+                _fail(jd, f"cannot start the supervisor: {exc}")
+            _reaper.watch(pid)
         os.close(write_fd)
         write_fd = -1
-        pidfd = os.pidfd_open(pid)
-        _reaper.watch(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pass  # a forked supervisor that died already: its pipe says so below
         acked, output = _read_ack(read_fd, time.monotonic() + ACK_TIMEOUT_S)
         if acked:
             return
         # No acknowledgement: make sure this supervisor can never run the job, then decide.
         try:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            if pidfd is not None:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except ProcessLookupError:
             pass  # it died on its own (and may be reaped already)
         cause = _cause(output, f"supervisor did not acknowledge within {ACK_TIMEOUT_S:g} s")

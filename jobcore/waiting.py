@@ -107,14 +107,20 @@ def _advance(steps: Flow[T]) -> tuple[WaitFor | None, T | None]:
         raise _io_error(exc) from exc
 
 
+#: The engine's blocking steps run on threads of their own: on anyio's default threads, a
+#: thousand calls at once would starve whatever else needs one (the stdio transport reads and
+#: writes through them), and the server would stop answering even a ping.
+_ENGINE_THREADS = anyio.CapacityLimiter(32)
+
+
 async def drive_async(call: Callable[[], Flow[T] | T]) -> T:
-    outcome = await anyio.to_thread.run_sync(_begin, call)
+    outcome = await anyio.to_thread.run_sync(_begin, call, limiter=_ENGINE_THREADS)
     if not isinstance(outcome, Generator):
         return outcome
     steps: Flow[T] = outcome
     try:
         while True:
-            request, result = await anyio.to_thread.run_sync(_advance, steps)
+            request, result = await anyio.to_thread.run_sync(_advance, steps, limiter=_ENGINE_THREADS)
             if request is None:
                 return result  # type: ignore[return-value]
             await _wait_async(request)

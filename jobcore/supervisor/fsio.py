@@ -26,6 +26,8 @@ FULL = "full.log"
 STDIN = "stdin.bin"
 ACK = "supervisor.ack"
 KILL_REQUEST = "kill.json"
+#: Written by the supervisor once it has signalled the job for a kill request.
+KILL_SENT = "kill.sent"
 WAKE_FIFO = "wake.fifo"
 LOCK = "job.lock"
 COMPLETION_EVENT = "completion_event.json"
@@ -33,7 +35,7 @@ NOTIFICATION_EVENTS = "notification_events.ndjson"
 #: Trigger counters for readers: {matched, undelivered, last_line?}.
 TRIGGERS = "triggers.json"
 #: Files of one run, cleared by a restart.
-RUN_FILES = (ACK, KILL_REQUEST, COMPLETION_EVENT, NOTIFICATION_EVENTS, TRIGGERS)
+RUN_FILES = (ACK, KILL_REQUEST, KILL_SENT, COMPLETION_EVENT, NOTIFICATION_EVENTS, TRIGGERS)
 
 
 def now_rfc3339(epoch: float | None = None) -> str:

@@ -33,6 +33,9 @@ _FOLLOW_MAX_S = 0.25
 _END_RETRY_S = 60.0
 #: A running job's record is rewritten with new write errors at most this often.
 _ERRORS_REWRITE_S = 1.0
+#: After signalling the group, the job's processes that left it are looked for this much
+#: later, or at once if the root has ended: most jobs are gone by then and need no /proc scan.
+_SWEEP_DELAY_S = 0.05
 _TERMINATING = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT})
 #: Signals whose disposition we change (or Python does); the command gets them at default.
 _RESET_SIGNALS = (
@@ -95,6 +98,9 @@ class Supervisor:
         self.reason: str | None = None
         self.timeout_at: float | None = None
         self.escalate_at: float | None = None
+        #: When to signal, with ``sweep_signal``, the job's processes outside its group.
+        self.sweep_at: float | None = None
+        self.sweep_signal = 0
         self.kill_after_s = self.meta.get("kill_after_ms", 5000) / 1000
         self.env: dict[str, str] = {}
         #: Called once with the terminal state record before it is first written.
@@ -217,31 +223,65 @@ class Supervisor:
             self.timeout_at = self.spawned_mono + timeout_ms / 1000
         self.write_state("running", pid=self.pid)
 
-    def requested_kill(self) -> int | None:
-        """The signal a ``kill`` call asked for (it writes ``kill.json`` before signalling)."""
+    def _kill_request(self) -> dict[str, str]:
         try:
-            name = fsio.read_json(self._path(fsio.KILL_REQUEST))["signal"]
-        except (OSError, ValueError, KeyError):
-            return None
-        return int(getattr(_signal, name, 0)) or None
+            request = fsio.read_json(self._path(fsio.KILL_REQUEST))
+        except (OSError, ValueError):
+            return {}
+        return request if isinstance(request, dict) else {}
+
+    @staticmethod
+    def _signum(name: object) -> int | None:
+        return (int(getattr(_signal, name, 0)) or None) if isinstance(name, str) and name.startswith("SIG") else None
+
+    def requested_kill(self) -> int | None:
+        """The signal a ``kill`` call asked for (it writes ``kill.json`` before waking us)."""
+        return self._signum(self._kill_request().get("signal"))
 
     def on_kill_request(self) -> None:
-        signum = self.requested_kill()
+        """Signal the job as ``kill.json`` asks, say so in ``kill.sent``, and arm the escalation."""
+        request = self._kill_request()
+        signum = self._signum(request.get("signal"))
+        if signum is None:
+            return
+        self.signal_job(signum, _SWEEP_DELAY_S)
+        sent = {"signal": request["signal"], "requested_at": request.get("requested_at"), "sent_at": fsio.now_rfc3339()}
+        try:
+            fsio.write_json_atomic(self._path(fsio.KILL_SENT), sent)
+        except OSError:
+            pass  # unacknowledged, the kill call signals the job itself: nothing is lost
         if signum in _TERMINATING:
             self.escalate_at = time.monotonic() + self.kill_after_s
+
+    def signal_job(self, signum: int, sweep_in: float) -> None:
+        """Signal the job's process group at once (no member forked meanwhile escapes), and
+        its processes that left the group ``sweep_in`` seconds later (see :meth:`sweep`)."""
+        if not self.ended and self.pid is not None:
+            # The root is not reaped yet, so its pid, the group's id, cannot have been reused.
+            try:
+                os.killpg(self.pid, signum)
+            except ProcessLookupError:
+                pass
+        self.sweep_signal = signum
+        self.sweep_at = time.monotonic() + sweep_in
+
+    def sweep(self) -> None:
+        """Signal our descendants outside the job's group, notify commands aside: as their
+        subreaper we are an ancestor of every process the job left."""
+        self.sweep_at = None
+        for pid in procs.descendants(os.getpid(), outside_group=None if self.ended else self.pid):
+            if not procs.is_notify_command(pid):
+                procs.signal_all([pid], self.sweep_signal)
 
     def on_timeout(self) -> None:
         self.timeout_at = None
         self.reason = "timeout"
-        try:
-            os.killpg(self.pid, _signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        self.signal_job(_signal.SIGTERM, _SWEEP_DELAY_S)
         self.escalate_at = time.monotonic() + self.kill_after_s
 
     def escalate(self) -> None:
         self.escalate_at = None
-        procs.signal_job(self.job_id, self.pid, _signal.SIGKILL)
+        self.signal_job(_signal.SIGKILL, 0)
 
     def on_command_end(self, status: int) -> None:
         self.ended = True
@@ -334,8 +374,15 @@ def main(job_dir: str) -> int:
             sup.on_timeout()
         if sup.escalate_at is not None and now >= sup.escalate_at:
             sup.escalate()
+        if sup.sweep_at is not None and (now >= sup.sweep_at or sup.ended):
+            if has_children:
+                sup.sweep()
+            else:
+                sup.sweep_at = None  # the job left nothing behind: no /proc scan
         notifier.enforce_deadlines(now)
-        deadlines = [d for d in (sup.timeout_at, sup.escalate_at, notifier.next_deadline()) if d is not None]
+        deadlines = [
+            d for d in (sup.timeout_at, sup.escalate_at, sup.sweep_at, notifier.next_deadline()) if d is not None
+        ]
         wait_s = min([follow_s] + [d - now for d in deadlines])
         if poller.poll(max(0, round(wait_s * 1000))):
             try:

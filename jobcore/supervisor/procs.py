@@ -60,7 +60,14 @@ def is_supervisor_of(pid: int, job_dir: str) -> bool:
             argv = f.read().split(b"\0")
     except OSError:
         return False
-    return os.fsencode(job_dir) in argv
+    if os.fsencode(job_dir) in argv:
+        return True
+    # Forked by the fork server, whose command line it has: it holds the job directory on fd 3.
+    try:
+        held, wanted = os.stat(f"/proc/{pid}/fd/3"), os.stat(job_dir)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (wanted.st_dev, wanted.st_ino)
 
 
 def _live_pids() -> list[tuple[int, int]]:
@@ -113,8 +120,18 @@ def _ours(marked: list[int], members: list[int]) -> bool:
 
 
 def group_alive(job_id: str, pgid: int) -> bool:
-    """True while the job's process group has a live member."""
-    return _ours(*_scan(job_id, pgid))
+    """True while the job's process group has a live member (one carrying its marker).
+
+    Only the group's members have their environment read: the rest of /proc costs a
+    ``stat`` read each, so a reader noticing a lost supervisor stays cheap beside many jobs.
+    """
+    marker = f"{MARKER_VAR}={job_id}".encode()
+    for pid, pgrp in _live_pids():
+        if pgrp == pgid:
+            env = _environ(pid)
+            if marker in env and not any(e.startswith(SINK_VAR_PREFIX) for e in env):
+                return True
+    return False
 
 
 def job_processes(job_id: str, pgid: int | None) -> list[int]:
@@ -136,6 +153,32 @@ def signal_job(job_id: str, pgid: int | None, signum: int) -> None:
         except ProcessLookupError:
             pass
     signal_all([pid for pid in marked if pid not in members], signum)
+
+
+def descendants(ancestor: int, outside_group: int | None = None) -> list[int]:
+    """Live descendants of ``ancestor`` (not in process group ``outside_group``), found by
+    parent links alone: one ``stat`` read a process and no ``environ``, what a subreaper
+    needs to find every process left of its job."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        st = _stat(int(name))
+        if st is not None and st[0] not in _DEAD_STATES:
+            children.setdefault(st[1], []).append((int(name), st[2]))
+    found: list[int] = []
+    todo = [ancestor]
+    while todo:
+        for child, pgrp in children.get(todo.pop(), ()):
+            if pgrp != outside_group:
+                found.append(child)
+            todo.append(child)
+    return found
+
+
+def is_notify_command(pid: int) -> bool:
+    """True for a notify command (or a process it started): its environment names the event."""
+    return any(e.startswith(SINK_VAR_PREFIX) for e in _environ(pid))
 
 
 def live_jobs() -> set[str]:

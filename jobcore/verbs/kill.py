@@ -1,4 +1,10 @@
-"""kill: signal what still lives of a job and observe its end, ending it for a stuck supervisor."""
+"""kill: have the supervisor signal a job and observe its end; do it ourselves for a lost or stuck one.
+
+A live supervisor is asked (``kill.json``, then SIGUSR1): it signals the job's group, then
+the job's processes that left it, escalates, and records the end, which wakes us through
+the wake FIFO. Nothing scans /proc on that path, so many kills at once cost little each.
+/proc is scanned only when no supervisor is there to ask or it does not answer.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from ._observe import SUPERVISOR_GRACE_S, kill_supervisor, ms, stop_job, wait_fo
 
 #: How long kill observes the end when no ``wait_seconds`` is given.
 DEFAULT_KILL_WAIT_S = 3.0
+#: Signals that do not end a job: kill sends them and returns without waiting for an end.
+_NOT_ENDING = frozenset({signal.SIGUSR1, signal.SIGUSR2})
 
 
 def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
@@ -31,37 +39,19 @@ def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
     already_ended = records.is_ended(state)
     wait_s = DEFAULT_KILL_WAIT_S if inp.wait_seconds is None else inp.wait_seconds
     begun = time.monotonic()
-    pgid = state.get("pid")
-    pids = procs.job_processes(jd.job_id, pgid)
-    supervisor = _live_supervisor(jd, state)
-    deadline = begun
-    sent = None
-    if pids:
-        signum = getattr(signal, inp.signal)
-        # Written before any signal, so the supervisor records the end as killed.
-        fsio.write_json_atomic(jd.file(fsio.KILL_REQUEST), {"signal": inp.signal, "requested_at": fsio.now_rfc3339()})
-        ending = signum not in (signal.SIGUSR1, signal.SIGUSR2)
-        deadline = begun + wait_s if ending else begun
-        kill_after = jd.read_meta()["kill_after_ms"] / 1000
-        if supervisor is not None:
-            os.kill(supervisor, signal.SIGUSR1)  # it escalates to SIGKILL after kill_after
-            # Should it not have, a grace later: we do (it is judged by the end, below).
-            escalate_after = kill_after + SUPERVISOR_GRACE_S if ending else None
-        else:
-            escalate_after = kill_after if ending else None
-        yield from stop_job(jd.job_id, pgid, signum, escalate_after, deadline)
-        sent = inp.signal
-    if (
-        supervisor is not None
-        and procs.is_supervisor_of(supervisor, str(jd.path))
-        and not procs.job_processes(jd.job_id, pgid)
-    ):
-        # The job is gone: its supervisor records the end at once, unless it is stuck.
-        state = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
-        if not records.is_ended(state):
-            state = yield from _end_unresponsive(jd, supervisor)
+    signum = getattr(signal, inp.signal)
+    deadline = begun if signum in _NOT_ENDING else begun + wait_s
+    supervisor = live_supervisor(jd, state)
+    if supervisor is not None and not already_ended and signum not in _NOT_ENDING:
+        state = yield from end_job(jd, supervisor, inp.signal, deadline)
+        sent: str | None = inp.signal
     else:
-        state = yield from wait_for_end(jd, deadline)
+        # Signals that end nothing go straight to the job, in the order they are asked for
+        # (a request file holds only the last); an ended job may have left processes behind.
+        sent = inp.signal if procs.job_processes(jd.job_id, state.get("pid")) else None
+        if sent is not None and signum not in _NOT_ENDING:
+            request_kill(jd, inp.signal)
+        state = yield from _end_directly(jd, state, supervisor, signum, deadline)
     end = records.end_fields(state) if records.is_ended(state) else {}
     return KillPayload(
         job_id=jd.job_id,
@@ -76,9 +66,83 @@ def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
     )
 
 
-def _live_supervisor(jd: JobDir, state: dict[str, Any]) -> int | None:
+def live_supervisor(jd: JobDir, state: dict[str, Any]) -> int | None:
     supervisor = state.get("supervisor_pid")
     return supervisor if supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)) else None
+
+
+def request_kill(jd: JobDir, signal_name: str) -> str:
+    """Write ``kill.json`` (before any signal, so the end is recorded as killed); returns its time."""
+    requested_at = fsio.now_rfc3339()
+    fsio.write_json_atomic(jd.file(fsio.KILL_REQUEST), {"signal": signal_name, "requested_at": requested_at})
+    return requested_at
+
+
+def _acknowledged(jd: JobDir, requested_at: str) -> bool:
+    """The supervisor has signalled the job for our request (or a later one)."""
+    try:
+        sent = fsio.read_json(jd.file(fsio.KILL_SENT))
+    except (OSError, ValueError):
+        return False
+    return isinstance(sent, dict) and str(sent.get("requested_at") or "") >= requested_at
+
+
+def end_job(jd: JobDir, supervisor: int, signal_name: str, deadline: float) -> Flow[dict[str, Any]]:
+    """Ask the live ``supervisor`` to signal the job (a signal that ends it) and watch for
+    its end until ``deadline``.
+
+    A supervisor that has not acknowledged the request within a grace may be stuck: we signal
+    and escalate ourselves, and record the end for it should it not within a further grace. One that has is trusted to
+    escalate after ``kill_after``; should no end come a grace after that, we SIGKILL ourselves.
+    """
+    begun = time.monotonic()
+    signum = getattr(signal, signal_name)
+    requested_at = request_kill(jd, signal_name)
+    try:
+        os.kill(supervisor, signal.SIGUSR1)
+    except ProcessLookupError:
+        pass  # gone since: the end is recorded as a lost supervisor's, or below by us
+    state = yield from wait_for_end(jd, min(deadline, begun + SUPERVISOR_GRACE_S))
+    if records.is_ended(state) or time.monotonic() >= deadline:
+        return state
+    kill_after = jd.read_meta()["kill_after_ms"] / 1000
+    if not _acknowledged(jd, requested_at):
+        return (yield from _end_directly(jd, state, supervisor, signum, deadline, kill_after))
+    state = yield from wait_for_end(jd, min(deadline, begun + kill_after + SUPERVISOR_GRACE_S))
+    if records.is_ended(state) or time.monotonic() >= deadline:
+        return state
+    return (yield from _end_directly(jd, state, supervisor, signal.SIGKILL, deadline, 0))
+
+
+def _end_directly(
+    jd: JobDir,
+    state: dict[str, Any],
+    supervisor: int | None,
+    signum: int,
+    deadline: float,
+    escalate_after: float | None = None,
+) -> Flow[dict[str, Any]]:
+    """Signal the job's processes found through /proc and watch them go; a supervisor still
+    there once they are gone records the end, or, silent a grace, is ended."""
+    pgid = state.get("pid")
+    if procs.job_processes(jd.job_id, pgid):
+        if escalate_after is None and signum not in _NOT_ENDING:
+            escalate_after = jd.read_meta()["kill_after_ms"] / 1000
+            if supervisor is not None:
+                escalate_after += SUPERVISOR_GRACE_S  # the supervisor escalates first
+        yield from stop_job(jd.job_id, pgid, signum, escalate_after, deadline)
+    if (
+        supervisor is not None
+        and procs.is_supervisor_of(supervisor, str(jd.path))
+        and not procs.job_processes(jd.job_id, pgid)
+    ):
+        # The job is gone: its supervisor records the end at once, unless it is stuck
+        # (merely slow under load, it still has a grace before it is taken for stuck).
+        state = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
+        if not records.is_ended(state):
+            state = yield from _end_unresponsive(jd, supervisor)
+        return state
+    return (yield from wait_for_end(jd, deadline))
 
 
 def _end_unresponsive(jd: JobDir, supervisor: int) -> Flow[dict[str, Any]]:

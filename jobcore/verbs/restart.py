@@ -25,6 +25,7 @@ from ._observe import (
     wait_for_end,
     watch_launched,
 )
+from .kill import end_job, live_supervisor
 
 _RESTART_STOP_S = 10.0
 
@@ -55,21 +56,27 @@ def restart(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
 def _stop_all(jd: JobDir, state: dict[str, Any]) -> Flow[None]:
     """End every process of the job and its supervisor, or refuse the restart.
 
-    A supervisor that has not recorded the end a grace after the job's processes are gone
-    does not respond: it is killed rather than waited for.
+    A live supervisor is asked to end the job as ``kill`` does (no /proc scan); it exits
+    once every process of the job is gone. Without one, the job's processes are found through
+    /proc. A supervisor that has not recorded the end a grace after the job's processes are
+    gone does not respond: it is killed rather than waited for.
     """
-    meta = jd.read_meta()
     deadline = time.monotonic() + _RESTART_STOP_S
-    supervisor = state.get("supervisor_pid")
-    left = yield from stop_job(jd.job_id, state.get("pid"), signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
-    if not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
-        ended = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
-        if not records.is_ended(ended):
-            yield from kill_supervisor(jd, supervisor)
+    supervisor = live_supervisor(jd, state)
+    left: list[int] = []
+    if supervisor is not None and not records.is_ended(state):
+        yield from end_job(jd, supervisor, "SIGTERM", deadline)
+    else:
+        meta = jd.read_meta()
+        left = yield from stop_job(jd.job_id, state.get("pid"), signal.SIGTERM, meta["kill_after_ms"] / 1000, deadline)
+        if not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
+            ended = yield from wait_for_end(jd, time.monotonic() + SUPERVISOR_GRACE_S)
+            if not records.is_ended(ended):
+                yield from kill_supervisor(jd, supervisor)
     # Having recorded the end, the supervisor finishes its deliveries and exits on its own.
     while not left and supervisor is not None and procs.is_supervisor_of(supervisor, str(jd.path)):
         if time.monotonic() >= deadline:
-            left = [supervisor]
+            left = procs.job_processes(jd.job_id, state.get("pid")) or [supervisor]
             break
         yield from wait_any_exit([supervisor], deadline - time.monotonic())
     if left:

@@ -1,0 +1,218 @@
+"""The fork server: forks supervisors on request, so a launch costs a fork, not an interpreter.
+
+Standard library only, imported by path under ``python -S -E`` like the supervisor, whose
+modules it has loaded already: each supervisor it forks starts warm and shares those pages
+with its siblings (copy-on-write; :func:`gc.freeze` keeps the collector from touching them).
+
+One per job store, started detached (its own session, stdio on /dev/null) by the first launch
+that finds none (see :mod:`jobcore.forkserve`). It listens on ``.forkserver.sock`` in the
+store's root, mode 0600, and serves only its own user. A request is one length-prefixed
+JSON message ``{"job_dir", "env", "umask", "rlimits"}`` carrying the launcher's
+acknowledgement pipe (``SCM_RIGHTS``); the answer is the supervisor's pid. The child leaves
+our session for its own, takes the request's environment (never ours), the launcher's umask
+and resource limits, keeps the job directory open on fd 3 (how readers tell a forked
+supervisor, whose command line is ours, see :func:`procs.is_supervisor_of`), and runs
+:func:`supervisor.main.main` with fd 2 on the pipe, as a spawned supervisor would.
+
+We reap our children (the supervisors) and nothing else. Killing us takes no job with us:
+each supervisor is in its own session and carries on, reparented. With no supervisor left
+and no request for :data:`IDLE_EXIT_S`, or once our socket is gone (the root removed), we exit.
+"""
+
+from __future__ import annotations
+
+import _signal
+import _socket
+import gc
+import os
+import resource
+import select
+import sys
+import time
+
+from . import fsio, main
+
+IDLE_EXIT_S = 10.0
+SOCKET_NAME = ".forkserver.sock"
+#: Where a forked supervisor keeps its job directory open.
+JOB_DIR_FD = 3
+#: Largest request accepted (the environment is most of it).
+MAX_REQUEST = 4 * 1024 * 1024
+_SCM_RIGHTS = 1
+_SO_PEERCRED = 17
+
+
+def _recv_request(conn: _socket.socket) -> tuple[dict, int]:
+    """The request and the pipe fd it carries."""
+    data, ancdata, _, _ = conn.recvmsg(65536, _socket.CMSG_SPACE(4))
+    fds = [
+        int.from_bytes(cdata[i : i + 4], sys.byteorder)
+        for level, kind, cdata in ancdata
+        if level == _socket.SOL_SOCKET and kind == _SCM_RIGHTS
+        for i in range(0, len(cdata) - len(cdata) % 4, 4)
+    ]
+    try:
+        if len(fds) != 1 or len(data) < 4:
+            raise ValueError("a request carries one fd and a length")
+        size = int.from_bytes(data[:4], "big")
+        if size > MAX_REQUEST:
+            raise ValueError("request too large")
+        body = data[4:]
+        while len(body) < size:
+            chunk = conn.recv(size - len(body))
+            if not chunk:
+                raise ValueError("request cut short")
+            body += chunk
+        request = fsio.loads(body.decode())
+        if not isinstance(request, dict) or not isinstance(request.get("job_dir"), str):
+            raise ValueError("no job_dir")
+        if not isinstance(request.get("env"), dict):
+            raise ValueError("no env")
+        if not isinstance(request.get("umask"), int) or not isinstance(request.get("rlimits"), list):
+            raise ValueError("no umask or rlimits")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return request, fds[0]
+
+
+def _limits_refused(rlimits: list) -> str | None:
+    """Why we cannot give a child the launcher's resource limits (a hard limit above ours
+    cannot be raised back), or None: the launcher then spawns its supervisor itself."""
+    for which, _, hard in rlimits:
+        ours = resource.getrlimit(which)[1]
+        if ours != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > ours):
+            return f"resource limit {which} is above the fork server's"
+    return None
+
+
+def _child(request: dict, ack_fd: int, keep_open: list[int]) -> None:
+    """In the forked child: become a supervisor as a spawned one would be. Never returns."""
+    code = 1
+    try:
+        # Our signal pipe is let go before it is closed, so no signal writes to a reused fd.
+        _signal.set_wakeup_fd(-1)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        for fd in keep_open:
+            os.close(fd)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.dup2(ack_fd, 2)
+        os.close(devnull)
+        os.close(ack_fd)
+        job_dir = os.path.abspath(request["job_dir"])
+        dir_fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
+        if dir_fd != JOB_DIR_FD:
+            os.dup2(dir_fd, JOB_DIR_FD, inheritable=False)
+            os.close(dir_fd)
+        os.environ.clear()
+        os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+        os.umask(request["umask"])
+        for which, soft, hard in request["rlimits"]:
+            resource.setrlimit(which, (soft, hard))
+        code = main.main(job_dir)
+    except BaseException as exc:
+        try:
+            # The last line is what the launcher reports, as of a spawned supervisor's traceback.
+            os.write(2, f"{type(exc).__name__}: {exc}\n".encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _serve_one(listener: _socket.socket, signal_pipe: tuple[int, int]) -> None:
+    fd, _ = listener._accept()
+    conn = _socket.socket(fileno=fd)
+    try:
+        conn.settimeout(5.0)
+        creds = conn.getsockopt(_socket.SOL_SOCKET, _SO_PEERCRED, 12)
+        if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
+            return
+        try:
+            request, ack_fd = _recv_request(conn)
+        except (OSError, ValueError) as exc:
+            conn.sendall(f"error {exc}\n".encode())
+            return
+        if (refused := _limits_refused(request["rlimits"])) is not None:
+            os.close(ack_fd)
+            conn.sendall(f"error {refused}\n".encode())
+            return
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _child(request, ack_fd, [listener.fileno(), conn.fileno(), *signal_pipe])
+        finally:
+            os.close(ack_fd)
+        conn.sendall(f"{pid}\n".encode())
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _reap() -> int:
+    """Reap exited supervisors; how many are still running."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        if pid == 0:
+            return 1
+
+
+def _still_ours(path: str, ino: int) -> bool:
+    try:
+        return os.stat(path).st_ino == ino
+    except OSError:
+        return False
+
+
+def serve(root: str) -> int:
+    """Listen under ``root`` and fork supervisors until idle; fd 2 gets ``READY`` once listening."""
+    path = os.path.join(os.path.abspath(root), SOCKET_NAME)
+    os.chdir("/")  # no directory of the launcher's is kept busy by us
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old_umask)
+    listener.listen(128)
+    ino = os.stat(path).st_ino
+    sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    _signal.signal(_signal.SIGCHLD, lambda *_: None)
+    _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
+    gc.collect()
+    gc.freeze()  # what we loaded stays shared with every child: the collector never writes to it
+    os.write(2, b"READY")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    poller = select.poll()
+    poller.register(listener.fileno(), select.POLLIN)
+    poller.register(sig_r, select.POLLIN)
+    idle_since = time.monotonic()
+    while True:
+        ready = {fd for fd, _ in poller.poll(1000)}
+        if sig_r in ready:
+            try:
+                os.read(sig_r, 4096)
+            except BlockingIOError:
+                pass
+        if listener.fileno() in ready:
+            _serve_one(listener, (sig_r, sig_w))
+            idle_since = time.monotonic()
+        if _reap():
+            idle_since = time.monotonic()
+        if not _still_ours(path, ino):
+            break
+        if time.monotonic() - idle_since >= IDLE_EXIT_S:
+            break
+    if _still_ours(path, ino):
+        os.unlink(path)
+    return 0

@@ -1,0 +1,172 @@
+"""Many jobs at once: kills asked of their supervisors, which signal, escalate and sweep
+the processes that left the job's group, with no /proc scan when nothing was left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from helpers import Fifo, wait_exit
+
+from jobcore import AsyncJobs, Jobs
+from jobcore.supervisor import procs
+
+#: Jobs killed at once by the scale test; with launches it stays well under a minute.
+MANY = 300
+
+
+@pytest.fixture
+def jobs(job_root: Path) -> Jobs:
+    return Jobs(job_root)
+
+
+def state_of(jobs: Jobs, job_id: str) -> dict:
+    return json.loads((jobs.store.root / job_id / "state.json").read_text())
+
+
+def test_many_jobs_killed_at_once_leave_no_process_and_all_say_killed(job_root: Path) -> None:
+    jobs = AsyncJobs(job_root)
+
+    async def scenario() -> tuple[list[str], list, float]:
+        ids: list[str] = []
+        async with anyio.create_task_group() as tg:
+            limiter = anyio.Semaphore(8)
+
+            async def start() -> None:
+                async with limiter:
+                    ids.append((await jobs.run(command="sleep 600", wait_seconds=0)).job_id)
+
+            for _ in range(MANY):
+                tg.start_soon(start)
+        begun = time.monotonic()
+        killed: list = []
+        async with anyio.create_task_group() as tg:
+
+            async def kill(job_id: str) -> None:
+                killed.append(await jobs.kill(job_id=job_id, wait_seconds=30))
+
+            for job_id in ids:
+                tg.start_soon(kill, job_id)
+        return ids, killed, time.monotonic() - begun
+
+    ids, killed, took = anyio.run(scenario)
+    assert len(killed) == MANY
+    assert {(k.state, k.reason, k.end_signal) for k in killed} == {("killed", "killed", "SIGTERM")}
+    assert took < 30, f"{MANY} concurrent kills took {took:.1f} s"
+    assert not procs.live_jobs() & set(ids)
+    for job_id in ids:
+        wait_exit(state_of(Jobs(job_root), job_id)["supervisor_pid"], timeout=30)
+
+
+def test_kill_reaches_a_process_that_left_the_group(jobs: Jobs, tmp_path: Path) -> None:
+    ready = Fifo(tmp_path / "ready")
+    pid_file = tmp_path / "escaped.pid"
+    started = jobs.run(command=f"setsid sleep 600 & echo $! > {pid_file}; echo x > {ready}; wait", wait_seconds=0)
+    ready.read()
+    escaped = int(pid_file.read_text())
+    assert procs.is_alive(escaped)
+    killed = jobs.kill(job_id=started.job_id, wait_seconds=10)
+    assert (killed.state, killed.reason) == ("killed", "killed")
+    wait_exit(escaped)
+    wait_exit(state_of(jobs, started.job_id)["supervisor_pid"])
+
+
+def test_the_supervisor_acknowledges_a_kill_request_and_other_signals_go_in_order(jobs: Jobs, tmp_path: Path) -> None:
+    ready, usr1 = Fifo(tmp_path / "ready"), Fifo(tmp_path / "usr1")
+    command = f"trap 'echo x > {usr1}' USR1; echo x > {ready}; while :; do sleep 0.05; done"
+    started = jobs.run(command=command, wait_seconds=0)
+    ready.read()
+    assert jobs.kill(job_id=started.job_id, signal="SIGUSR1").signal == "SIGUSR1"
+    usr1.read()
+    killed = jobs.kill(job_id=started.job_id, wait_seconds=10)
+    assert (killed.state, killed.reason) == ("killed", "killed")
+    request = json.loads((jobs.store.root / started.job_id / "kill.json").read_text())
+    sent = json.loads((jobs.store.root / started.job_id / "kill.sent").read_text())
+    assert (sent["signal"], sent["requested_at"]) == ("SIGTERM", request["requested_at"])
+
+
+# --- the fork server -----------------------------------------------------------------------------
+
+
+def _parent(pid: int) -> int:
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2 :].split()[1])
+
+
+def _session(pid: int) -> int:
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2 :].split()[3])
+
+
+def test_a_supervisor_is_forked_in_its_own_session_with_the_launch_environment_and_no_socket(
+    jobs: Jobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCALE_PROBE", "first")
+    first = jobs.run(command="echo $SCALE_PROBE", wait_seconds=10)
+    monkeypatch.setenv("SCALE_PROBE", "second")
+    ready = Fifo(tmp_path / "ready")
+    second = jobs.run(command=f"echo $SCALE_PROBE; echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    assert first.final_snapshot is not None and first.final_snapshot.stdout_tail == "first\n"
+    assert jobs.snapshot(job_id=second.job_id).snapshot.stdout_tail == "second\n"
+    supervisor = state_of(jobs, second.job_id)["supervisor_pid"]
+    server = _parent(supervisor)
+    assert b"forkserver" in Path(f"/proc/{server}/cmdline").read_bytes()
+    assert _session(supervisor) == supervisor
+    assert _session(server) == server != _session(os.getpid())
+    links = [os.readlink(fd) for fd in Path(f"/proc/{supervisor}/fd").iterdir()]
+    assert not [link for link in links if link.startswith("socket:")]
+    assert jobs.kill(job_id=second.job_id).state == "killed"
+
+
+def test_killing_the_fork_server_takes_no_job_with_it_and_a_new_one_is_started(jobs: Jobs, tmp_path: Path) -> None:
+    ready = Fifo(tmp_path / "ready")
+    started = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    supervisor = state_of(jobs, started.job_id)["supervisor_pid"]
+    server = _parent(supervisor)
+    os.kill(server, signal.SIGKILL)
+    wait_exit(server)
+    assert jobs.snapshot(job_id=started.job_id).state == "running"
+    assert procs.is_alive(supervisor)
+    again = jobs.run(command="echo again", wait_seconds=10)
+    assert (again.state, again.final_snapshot.stdout_tail) == ("exited", "again\n")
+    assert _parent(state_of(jobs, again.job_id)["supervisor_pid"]) not in (server, os.getpid())
+    killed = jobs.kill(job_id=started.job_id, wait_seconds=10)
+    assert (killed.state, killed.reason) == ("killed", "killed")
+    wait_exit(supervisor)
+
+
+def test_without_the_fork_server_the_supervisor_is_spawned(
+    jobs: Jobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENT_JOBS_FORKSERVER", "0")
+    ready = Fifo(tmp_path / "ready")
+    started = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    supervisor = state_of(jobs, started.job_id)["supervisor_pid"]
+    assert _parent(supervisor) == os.getpid()
+    assert os.fsencode(jobs.store.root / started.job_id) in Path(f"/proc/{supervisor}/cmdline").read_bytes()
+    assert not (jobs.store.root / ".forkserver.sock").exists()
+    assert jobs.kill(job_id=started.job_id).state == "killed"
+
+
+def test_a_forked_supervisor_gets_the_launcher_s_resource_limits(jobs: Jobs) -> None:
+    import resource
+
+    first = jobs.run(command="ulimit -n", wait_seconds=10)  # starts the fork server
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lower = min(soft, 512) - 1
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lower, hard))
+    try:
+        second = jobs.run(command="ulimit -n", wait_seconds=10)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert first.final_snapshot is not None and second.final_snapshot is not None
+    assert first.final_snapshot.stdout_tail == f"{soft}\n"
+    assert second.final_snapshot.stdout_tail == f"{lower}\n"
