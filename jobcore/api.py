@@ -19,6 +19,7 @@ from .payloads import (
     LaunchPayload,
     ListPayload,
     Payload,
+    SearchPayload,
     SnapshotPayload,
     TagPayload,
     WaitPayload,
@@ -68,6 +69,9 @@ class Jobs(_Base):
     def snapshot(self, **args: Any) -> SnapshotPayload:
         return self.call(VERBS["snapshot"], args)  # type: ignore[return-value]
 
+    def search(self, **args: Any) -> SearchPayload:
+        return self.call(VERBS["search"], args)  # type: ignore[return-value]
+
     def wait(self, **args: Any) -> WaitPayload:
         return self.call(VERBS["wait"], args)  # type: ignore[return-value]
 
@@ -105,6 +109,9 @@ class AsyncJobs(_Base):
 
     async def snapshot(self, **args: Any) -> SnapshotPayload:
         return await self.call(VERBS["snapshot"], args)  # type: ignore[return-value]
+
+    async def search(self, **args: Any) -> SearchPayload:
+        return await self.call(VERBS["search"], args)  # type: ignore[return-value]
 
     async def wait(self, **args: Any) -> WaitPayload:
         return await self.call(VERBS["wait"], args)  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 from mcp import Client
 
 REPO = Path(__file__).resolve().parent.parent
-READ_ONLY_TOOLS = {"snapshot", "wait", "list_jobs", "server_info"}
+READ_ONLY_TOOLS = {"snapshot", "search_output", "wait", "list_jobs", "server_info"}
 
 
 def _serve(*flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
