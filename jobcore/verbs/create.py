@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ..errors import JobError, invalid_input
+from ..idempotency import job_for_key
 from ..inputs import JobSpec
 from ..payloads import CreatePayload
 from ..store import FILE_MODE, JobDir, new_job_id
@@ -22,13 +23,22 @@ _CREATE_ID_TRIES = 16
 
 
 def create(ctx: Context, spec: JobSpec) -> CreatePayload:
-    jd = new_job(ctx, spec)
+    jd, existing = keyed_job(ctx, spec)
     return CreatePayload(
         job_id=jd.job_id,
+        state=records.status(jd.observed_state()) if existing else "created",
+        existing=existing or None,
         stdout_log_path=jd.stdout_path,
         stderr_log_path=jd.stderr_path,
         full_log_path=jd.full_path,
     )
+
+
+def keyed_job(ctx: Context, spec: JobSpec) -> tuple[JobDir, bool]:
+    """A new job, or, when ``idempotency_key`` names one already made, that job and True."""
+    if spec.idempotency_key is None:
+        return new_job(ctx, spec), False
+    return job_for_key(ctx.store, spec.idempotency_key, spec.definition(), lambda: new_job(ctx, spec))
 
 
 def check_cwd(cwd: str | None) -> str:

@@ -13,7 +13,7 @@ from ..waiting import Flow
 from ._context import Context
 from ._launching import check_definition, check_room, launch_job, launch_slot
 from ._observe import capped_max_bytes, watch_launched
-from .create import new_job
+from .create import keyed_job
 
 
 def start(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
@@ -39,7 +39,9 @@ def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
     started = time.monotonic()
     max_bytes, lowered = capped_max_bytes(inp.max_bytes)
     check_room(ctx)  # a full store refuses before creating anything
-    jd = new_job(ctx, inp)
+    jd, existing = keyed_job(ctx, inp)
+    if existing:
+        return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered, existing=True))
     with jd.lock():
         try:
             with launch_slot(ctx, jd):

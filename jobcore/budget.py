@@ -1,0 +1,57 @@
+"""The budget per call: no payload that carries output is sent as more than 64 KiB of JSON text.
+
+An agent pays for every byte it reads with context. The size counted is the payload's JSON with
+every non-ASCII character escaped (``\\ufffd`` for an invalid byte: 6 bytes), the largest form any
+encoder sends, so the bound holds whatever the transport does. See docs/payloads.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from .payloads import Payload, Snapshot
+
+PAYLOAD_BUDGET_BYTES = 64 * 1024
+#: The snapshot's windows, each with its own byte limit while fitting.
+WINDOWS = ("stdout_tail", "stderr_tail", "stdout_head", "stderr_head")
+#: Tries to fit: each shrinks the largest window in proportion to the excess.
+_FIT_TRIES = 16
+
+
+def json_size(payload: Payload) -> int:
+    return len(json.dumps(payload.to_dict()))
+
+
+def _text_size(text: str | None) -> int:
+    return len(json.dumps(text)) if text else 0
+
+
+def fit_snapshot(
+    read: Callable[[dict[str, int]], Snapshot], build: Callable[[Snapshot], Payload], max_bytes: int
+) -> Payload:
+    """``build(read(limits))`` with the windows' limits lowered until the payload fits the budget.
+
+    A window made smaller keeps the bytes nearest its anchor (a tail its end, an offset window or
+    a head its start), so its range still says where to page on from; ``cut_to_fit`` says it happened.
+    """
+    limits = dict.fromkeys(WINDOWS, max_bytes)
+    cut = False
+    for _ in range(_FIT_TRIES):
+        snap = read(limits)
+        payload = build(snap)
+        over = json_size(payload) - PAYLOAD_BUDGET_BYTES
+        if over <= 0:
+            break
+        sizes = {name: _text_size(getattr(snap, name)) for name in WINDOWS}
+        name = max(sizes, key=lambda n: sizes[n])
+        if sizes[name] <= 2:
+            break
+        held = len((getattr(snap, name) or "").encode("utf-8"))
+        keep = max(0, sizes[name] - over - 256) / sizes[name]
+        limits[name] = min(limits[name], int(held * keep))
+        cut = True
+    if not cut:
+        return payload
+    snap = snap.model_copy(update={"cut_to_fit": True, "truncated": True})
+    return build(snap)
