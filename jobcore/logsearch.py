@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 from collections import deque
 from dataclasses import dataclass, field
-
-import regex
+from typing import TYPE_CHECKING
 
 from .errors import JobError
+
+if TYPE_CHECKING:
+    import regex
 
 #: Bytes read per step. A line longer than this is searched in pieces of this size.
 CHUNK_BYTES = 1 << 20
@@ -48,6 +50,8 @@ class Scan:
 
 
 def compile_pattern(pattern: str, match_type: str, ignore_case: bool) -> regex.Pattern[str]:
+    import regex  # imported by the first search, not by every start of the engine (about 13 ms)
+
     source = pattern if match_type == "regex" else regex.escape(pattern)
     flags = regex.MULTILINE | (regex.IGNORECASE if ignore_case else 0)
     try:
