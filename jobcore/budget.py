@@ -15,7 +15,7 @@ from .payloads import Payload, Snapshot
 PAYLOAD_BUDGET_BYTES = 64 * 1024
 #: The snapshot's windows, each with its own byte limit while fitting.
 WINDOWS = ("stdout_tail", "stderr_tail", "stdout_head", "stderr_head")
-#: Tries to fit: each shrinks the largest window in proportion to the excess.
+#: Tries to fit: each shares the room left among the windows, in proportion to what each holds.
 _FIT_TRIES = 16
 
 
@@ -25,6 +25,26 @@ def json_size(payload: Payload) -> int:
 
 def _text_size(text: str | None) -> int:
     return len(json.dumps(text)) if text else 0
+
+
+def _held_bytes(snap: Snapshot, name: str) -> int:
+    """The bytes of the log a window holds: exact for a tail, at least as many for a head."""
+    if name == "stdout_tail":
+        return snap.stdout_included_bytes
+    if name == "stderr_tail":
+        return snap.stderr_included_bytes
+    return len((getattr(snap, name) or "").encode("utf-8"))
+
+
+def _fair_shares(sizes: dict[str, int], room: int) -> dict[str, int]:
+    """Split ``room`` among the windows: a small one keeps all it has, the large ones share the rest evenly."""
+    shares: dict[str, int] = {}
+    left = len(sizes)
+    for name in sorted(sizes, key=lambda n: sizes[n]):
+        shares[name] = min(sizes[name], room // left)
+        room -= shares[name]
+        left -= 1
+    return shares
 
 
 def fit_snapshot(
@@ -39,19 +59,18 @@ def fit_snapshot(
     cut = False
     for _ in range(_FIT_TRIES):
         snap = read(limits)
+        if cut:  # said in the payload that is measured
+            snap = snap.model_copy(update={"cut_to_fit": True, "truncated": True})
         payload = build(snap)
         over = json_size(payload) - PAYLOAD_BUDGET_BYTES
         if over <= 0:
             break
         sizes = {name: _text_size(getattr(snap, name)) for name in WINDOWS}
-        name = max(sizes, key=lambda n: sizes[n])
-        if sizes[name] <= 2:
+        total = sum(sizes.values())
+        if total <= 2 * len(WINDOWS):
             break
-        held = len((getattr(snap, name) or "").encode("utf-8"))
-        keep = max(0, sizes[name] - over - 256) / sizes[name]
-        limits[name] = min(limits[name], int(held * keep))
+        for name, share in _fair_shares(sizes, max(0, total - over - 256)).items():
+            if share < sizes[name]:
+                limits[name] = int(min(limits[name], _held_bytes(snap, name)) * share / sizes[name])
         cut = True
-    if not cut:
-        return payload
-    snap = snap.model_copy(update={"cut_to_fit": True, "truncated": True})
-    return build(snap)
+    return payload

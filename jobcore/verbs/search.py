@@ -7,6 +7,8 @@ by returning fewer matches; the next offsets then point at the first one left ou
 
 from __future__ import annotations
 
+import json
+
 from ..budget import PAYLOAD_BUDGET_BYTES, json_size
 from ..inputs import SearchInput
 from ..logsearch import Scan, compile_pattern, scan
@@ -36,13 +38,18 @@ def search(ctx: Context, inp: SearchInput) -> SearchPayload:
     truncated = any(s.more for s in scans.values())
     next_offsets = {stream: s.next_offset for stream, s in scans.items()}
 
-    def build(kept: int) -> SearchPayload:
+    def build(kept: int, context: int = inp.context_lines) -> SearchPayload:
         offsets = dict(next_offsets)
         for stream, f in reversed(found[kept:]):
             offsets[stream] = f.offset  # the first match left out, per stream
             if stream == "stdout" and "stderr" in offsets:
                 offsets["stderr"] = starts["stderr"]
         matches = [Match(**vars(f)) for _, f in found[:kept]]
+        if context < inp.context_lines:
+            matches = [
+                m.model_copy(update={"before": m.before[-context:] if context else [], "after": m.after[:context]})
+                for m in matches
+            ]
         return SearchPayload(
             job_id=jd.job_id,
             state=state,
@@ -54,9 +61,22 @@ def search(ctx: Context, inp: SearchInput) -> SearchPayload:
             scanned_bytes=sum(s.scanned_bytes for s in scans.values()),
         )
 
-    kept = len(found)
+    # Sized match by match first, so a long list is cut in one step, then checked whole.
+    room_left = PAYLOAD_BUDGET_BYTES - json_size(build(0))
+    kept = 0
+    for _, f in found:
+        room_left -= len(json.dumps(Match(**vars(f)).model_dump(mode="json"))) + 2
+        if room_left < 0:
+            break
+        kept += 1
+    kept = max(kept, min(1, len(found)))
     payload = build(kept)
-    while kept > 0 and json_size(payload) > PAYLOAD_BUDGET_BYTES:
+    while kept > 1 and json_size(payload) > PAYLOAD_BUDGET_BYTES:
         kept -= 1
         payload = build(kept)
+    # One match too large with its context: fewer lines of context, never no match (a pager must move on).
+    context = inp.context_lines
+    while context > 0 and json_size(payload) > PAYLOAD_BUDGET_BYTES:
+        context -= 1
+        payload = build(kept, context)
     return payload
