@@ -3,7 +3,7 @@
 Each key has a marker file in the store's root, ``.keys/<sha256 of the key>``, holding the job id
 and a digest of the definition. The marker is also the lock: a caller holds an exclusive flock on
 it from reading it to writing it, so two concurrent calls with one key make one job. What a crash
-or a deletion leaves is safe (docs/store.md): an empty marker, or one naming a job that is gone,
+or a deletion leaves is safe (docs/tools.md): an empty marker, or one naming a job that is gone,
 is taken over by the next call with the key.
 """
 
