@@ -271,7 +271,9 @@ def parsers(version: str = "") -> tuple[argparse.ArgumentParser, dict[str, argpa
         metavar="PATTERN",
         help="only the server's variables matching these globs reach jobs; repeatable",
     )
-    rules.add_argument("--read-only", action="store_true", help="serve only snapshot, wait, list_jobs and server_info")
+    rules.add_argument(
+        "--read-only", action="store_true", help="serve only snapshot, search_output, wait, list_jobs and server_info"
+    )
     rules.add_argument("--max-running", type=int, metavar="N", help="at most N jobs running at once")
     return p, {"serve": serve}
 
