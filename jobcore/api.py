@@ -12,6 +12,7 @@ import functools
 import os
 from typing import Any
 
+from .budget import PAYLOAD_BUDGET_BYTES
 from .payloads import (
     CreatePayload,
     DeletePayload,
@@ -31,9 +32,17 @@ from .waiting import drive_async, drive_sync
 
 
 class _Base:
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        policy: Policy | None = None,
+        budget_bytes: int | None = PAYLOAD_BUDGET_BYTES,
+    ) -> None:
         self.store = Store(root)
         self.policy = policy or Policy()
+        #: The budget per call (None: none), see docs/payloads.md.
+        self.budget_bytes = budget_bytes
 
     def prepare(self) -> None:
         """Make the store's root ready for use, or raise :class:`JobError` saying why it cannot be."""
@@ -44,7 +53,7 @@ class _Base:
         return str(self.store.root)
 
     def _bind(self, verb: Verb, args: dict[str, Any]) -> functools.partial[Any]:
-        return functools.partial(verb.call, Context(self.store, self.policy), args)
+        return functools.partial(verb.call, Context(self.store, self.policy, self.budget_bytes), args)
 
 
 class Jobs(_Base):

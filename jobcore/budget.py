@@ -13,6 +13,8 @@ from collections.abc import Callable
 from .payloads import Payload, Snapshot
 
 PAYLOAD_BUDGET_BYTES = 64 * 1024
+#: Kept free for what an adapter adds to a payload (the MCP server's ``lowered_to`` of ``wait_seconds``).
+_RESERVE_BYTES = 128
 #: The snapshot's windows, each with its own byte limit while fitting.
 WINDOWS = ("stdout_tail", "stderr_tail", "stdout_head", "stderr_head")
 #: Tries to fit: each shares the room left among the windows, in proportion to what each holds.
@@ -21,6 +23,13 @@ _FIT_TRIES = 16
 
 def json_size(payload: Payload) -> int:
     return len(json.dumps(payload.to_dict()))
+
+
+def over_budget(payload: Payload, budget: int | None) -> int:
+    """By how many bytes ``payload`` is over ``budget`` (with the reserve), or <= 0 when it fits or there is none."""
+    if budget is None:
+        return 0
+    return json_size(payload) + _RESERVE_BYTES - budget
 
 
 def _text_size(text: str | None) -> int:
@@ -48,7 +57,10 @@ def _fair_shares(sizes: dict[str, int], room: int) -> dict[str, int]:
 
 
 def fit_snapshot(
-    read: Callable[[dict[str, int]], Snapshot], build: Callable[[Snapshot], Payload], max_bytes: int
+    read: Callable[[dict[str, int]], Snapshot],
+    build: Callable[[Snapshot], Payload],
+    max_bytes: int,
+    budget: int | None,
 ) -> Payload:
     """``build(read(limits))`` with the windows' limits lowered until the payload fits the budget.
 
@@ -62,7 +74,7 @@ def fit_snapshot(
         if cut:  # said in the payload that is measured
             snap = snap.model_copy(update={"cut_to_fit": True, "truncated": True})
         payload = build(snap)
-        over = json_size(payload) - PAYLOAD_BUDGET_BYTES
+        over = over_budget(payload, budget)
         if over <= 0:
             break
         sizes = {name: _text_size(getattr(snap, name)) for name in WINDOWS}

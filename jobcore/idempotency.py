@@ -49,6 +49,41 @@ def _existing(store: Store, record: dict[str, Any] | None) -> JobDir | None:
     return jd if os.path.isfile(jd.file(fsio.META)) else None
 
 
+def _open_locked(path: Path, *, create: bool) -> int | None:
+    """The marker at ``path`` opened and flock-ed, or None when it does not exist and ``create`` is false.
+
+    A marker may be unlinked by :func:`forget` while we wait for its lock: the lock is kept only
+    once the path still names the very file locked, else the file is opened again.
+    """
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    while True:
+        try:
+            fd = os.open(path, flags, FILE_MODE)
+        except FileNotFoundError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until closed: one caller per key at a time
+        try:
+            same = os.path.samestat(os.stat(path), os.fstat(fd))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def forget(store: Store, key: str, job_id: str) -> None:
+    """Drop the key's marker if it names ``job_id``: a run refused after making its job leaves no trace."""
+    path = marker_path(store.root, key)
+    fd = _open_locked(path, create=False)
+    if fd is None:
+        return
+    try:
+        if (_read(fd) or {}).get("job_id") == job_id:
+            os.unlink(path)
+    finally:
+        os.close(fd)
+
+
 def job_for_key(store: Store, key: str, definition: dict[str, Any], make: Callable[[], JobDir]) -> tuple[JobDir, bool]:
     """The job of ``key`` and True, or the job ``make()`` creates and False, recorded under the key.
 
@@ -59,11 +94,11 @@ def job_for_key(store: Store, key: str, definition: dict[str, Any], make: Callab
     path = marker_path(store.root, key)
     try:
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        fd = _open_locked(path, create=True)
     except OSError as exc:
         raise JobError("io_error", f"cannot record idempotency_key in {path}: {exc}", retryable=True) from None
+    assert fd is not None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held until closed: one caller per key at a time
         record = _read(fd)
         jd = _existing(store, record)
         if jd is not None and record is not None:

@@ -94,3 +94,12 @@ def test_bad_keys_are_refused(jobs: Jobs, key: str) -> None:
         jobs.create(command="true", idempotency_key=key)
     assert refused.value.code == "invalid_input" and refused.value.details == {"field": "idempotency_key"}
     assert jobs.store.job_ids() == []
+
+
+def test_a_refused_call_with_a_key_creates_nothing(jobs: Jobs, job_root: Path) -> None:
+    """Found by the fuzzer: the key's marker was made before the definition was checked."""
+    with pytest.raises(JobError) as refused:
+        jobs.create(command="true", stdin_file="/no/such/file", idempotency_key="k")
+    assert refused.value.details["field"] == "stdin_file"
+    assert not (job_root / ".keys").exists()
+    assert jobs.create(command="true", idempotency_key="k").existing is None

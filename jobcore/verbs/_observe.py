@@ -57,7 +57,12 @@ def events(jd: JobDir) -> Events | None:
 
 
 def fitted_payload(
-    jd: JobDir, build: Callable[[Snapshot], P], tail_lines: int, max_bytes: int, **options: int | None
+    jd: JobDir,
+    build: Callable[[Snapshot], P],
+    budget: int | None,
+    tail_lines: int,
+    max_bytes: int,
+    **options: int | None,
 ) -> P:
     """``build`` over the job's log windows, the windows made smaller until the payload fits the budget."""
 
@@ -66,7 +71,7 @@ def fitted_payload(
             jd.stdout_path, jd.stderr_path, tail_lines=tail_lines, max_bytes=max_bytes, limits=limits, **options
         )
 
-    return fit_snapshot(read, build, max_bytes)  # type: ignore[return-value]
+    return fit_snapshot(read, build, max_bytes, budget)  # type: ignore[return-value]
 
 
 def _pidfd(pid: int) -> int | None:
@@ -152,6 +157,7 @@ def watch_launched(
     started: float,
     max_bytes: int,
     lowered: dict[str, int] | None,
+    budget: int | None,
     *,
     existing: bool = False,
 ) -> Flow[LaunchPayload]:
@@ -181,4 +187,4 @@ def watch_launched(
             **(records.end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
         )
 
-    return fitted_payload(jd, build, watch.tail_lines, max_bytes)
+    return fitted_payload(jd, build, budget, watch.tail_lines, max_bytes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from ..budget import PAYLOAD_BUDGET_BYTES, json_size
+from ..budget import over_budget
 from ..inputs import SearchInput
 from ..logsearch import Scan, compile_pattern, scan
 from ..payloads import Match, SearchPayload
@@ -62,7 +62,7 @@ def search(ctx: Context, inp: SearchInput) -> SearchPayload:
         )
 
     # Sized match by match first, so a long list is cut in one step, then checked whole.
-    room_left = PAYLOAD_BUDGET_BYTES - json_size(build(0))
+    room_left = -over_budget(build(0), ctx.budget_bytes)
     kept = 0
     for _, f in found:
         room_left -= len(json.dumps(Match(**vars(f)).model_dump(mode="json"))) + 2
@@ -71,12 +71,12 @@ def search(ctx: Context, inp: SearchInput) -> SearchPayload:
         kept += 1
     kept = max(kept, min(1, len(found)))
     payload = build(kept)
-    while kept > 1 and json_size(payload) > PAYLOAD_BUDGET_BYTES:
+    while kept > 1 and over_budget(payload, ctx.budget_bytes) > 0:
         kept -= 1
         payload = build(kept)
     # One match too large with its context: fewer lines of context, never no match (a pager must move on).
     context = inp.context_lines
-    while context > 0 and json_size(payload) > PAYLOAD_BUDGET_BYTES:
+    while context > 0 and over_budget(payload, ctx.budget_bytes) > 0:
         context -= 1
         payload = build(kept, context)
     return payload

@@ -38,6 +38,7 @@ def snapshot(ctx: Context, inp: SnapshotInput) -> SnapshotPayload:
     return fitted_payload(
         jd,
         build,
+        ctx.budget_bytes,
         inp.tail_lines,
         max_bytes,
         stdout_offset=inp.stdout_offset,

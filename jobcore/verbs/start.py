@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from ..errors import JobError
+from ..idempotency import forget
 from ..inputs import RunInput, WatchInput
 from ..payloads import LaunchPayload
 from ..retention import auto_clean
@@ -32,7 +33,7 @@ def start(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
         with launch_slot(ctx, jd):
             launch_job(ctx, jd)
     auto_clean(ctx.store.root)
-    return (yield from watch_launched("start", jd, inp, started, max_bytes, lowered))
+    return (yield from watch_launched("start", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))
 
 
 def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
@@ -41,7 +42,7 @@ def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
     check_room(ctx)  # a full store refuses before creating anything
     jd, existing = keyed_job(ctx, inp)
     if existing:
-        return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered, existing=True))
+        return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered, ctx.budget_bytes, existing=True))
     with jd.lock():
         try:
             with launch_slot(ctx, jd):
@@ -49,6 +50,8 @@ def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
         except JobError as exc:
             if exc.code == "policy_denied":  # filled meanwhile by another launch: undo the create
                 jd.remove()
+                if inp.idempotency_key is not None:
+                    forget(ctx.store, inp.idempotency_key, jd.job_id)
             raise
     auto_clean(ctx.store.root)
-    return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered))
+    return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))

@@ -37,4 +37,4 @@ def wait(ctx: Context, inp: WatchInput) -> Flow[WaitPayload]:
             **records.end_fields(state),
         )
 
-    return fitted_payload(jd, build, inp.tail_lines, max_bytes)
+    return fitted_payload(jd, build, ctx.budget_bytes, inp.tail_lines, max_bytes)
