@@ -102,6 +102,8 @@ def test_search_output_returns_fewer_matches_to_fit(job_root: Path) -> None:
     assert 0 < payload.match_count < 200 and payload.truncated
     assert payload.next_stdout_offset == payload.match_count * 2005  # the first match left out
     assert payload.matches[0].line == "hit " + "\ufffd" * 996  # each line cut to 1000 characters
+    unbounded = Jobs(job_root, budget_bytes=None).search(job_id=job_id, pattern="hit", max_matches=200)
+    assert unbounded.match_count == 200 and len(unbounded.matches[0].after) == 3
 
 
 @pytest.mark.anyio

@@ -61,6 +61,8 @@ def search(ctx: Context, inp: SearchInput) -> SearchPayload:
             scanned_bytes=sum(s.scanned_bytes for s in scans.values()),
         )
 
+    if ctx.budget_bytes is None:
+        return build(len(found))
     # Sized match by match first, so a long list is cut in one step, then checked whole.
     room_left = -over_budget(build(0), ctx.budget_bytes)
     kept = 0
