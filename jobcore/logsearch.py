@@ -108,6 +108,8 @@ class _Searcher:
             if m is None:
                 return None
             start = text.rfind("\n", 0, m.start()) + 1
+            if start == len(text):
+                return None  # an empty match after the last newline: no line is there
             end = text.find("\n", m.start())
             end = len(text) if end < 0 else end
             if m.end() <= end or self._search(text, start, end) is not None:

@@ -98,6 +98,12 @@ def test_regex_ignore_case_and_both_streams(jobs: Jobs) -> None:
     assert [m.stream for m in only.matches] == ["stderr"] and only.next_stdout_offset is None
 
 
+def test_a_pattern_matching_empty_text_finds_only_real_lines(jobs: Jobs) -> None:
+    job_id = ended_job(jobs, "printf 'a\\n\\nb\\n'")
+    payload = jobs.search(job_id=job_id, pattern="^", match_type="regex", context_lines=0)
+    assert [(m.line_number, m.offset, m.line) for m in payload.matches] == [(1, 0, "a"), (2, 2, ""), (3, 3, "b")]
+
+
 def test_stdout_full_leaves_stderr_for_the_next_call(jobs: Jobs) -> None:
     job_id = ended_job(jobs, "echo a1; echo a2; echo a3 >&2")
     first = jobs.search(job_id=job_id, pattern="a", max_matches=1, context_lines=0)
