@@ -12,6 +12,7 @@ import functools
 import os
 from typing import Any
 
+from .budget import PAYLOAD_BUDGET_BYTES
 from .payloads import (
     CreatePayload,
     DeletePayload,
@@ -19,6 +20,7 @@ from .payloads import (
     LaunchPayload,
     ListPayload,
     Payload,
+    SearchPayload,
     SnapshotPayload,
     TagPayload,
     WaitPayload,
@@ -30,11 +32,19 @@ from .waiting import drive_async, drive_sync
 
 
 class _Base:
-    """What both APIs hold: the store and the policy, and a verb bound to them."""
+    """What both APIs hold: the store, the policy and the budget per call, and a verb bound to them."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        policy: Policy | None = None,
+        budget_bytes: int | None = PAYLOAD_BUDGET_BYTES,
+    ) -> None:
         self.store = Store(root)
         self.policy = policy or Policy()
+        #: The budget per call (None: none), see docs/payloads.md.
+        self.budget_bytes = budget_bytes
 
     def prepare(self) -> None:
         """Make the store's root ready for use, or raise :class:`JobError` saying why it cannot be."""
@@ -45,7 +55,7 @@ class _Base:
         return str(self.store.root)
 
     def _bind(self, verb: Verb, args: dict[str, Any]) -> functools.partial[Any]:
-        return functools.partial(verb.call, Context(self.store, self.policy), args)
+        return functools.partial(verb.call, Context(self.store, self.policy, self.budget_bytes), args)
 
 
 class Jobs(_Base):
@@ -69,6 +79,9 @@ class Jobs(_Base):
 
     def snapshot(self, **args: Any) -> SnapshotPayload:
         return self.call(VERBS["snapshot"], args)  # type: ignore[return-value]
+
+    def search(self, **args: Any) -> SearchPayload:
+        return self.call(VERBS["search"], args)  # type: ignore[return-value]
 
     def wait(self, **args: Any) -> WaitPayload:
         return self.call(VERBS["wait"], args)  # type: ignore[return-value]
@@ -107,6 +120,9 @@ class AsyncJobs(_Base):
 
     async def snapshot(self, **args: Any) -> SnapshotPayload:
         return await self.call(VERBS["snapshot"], args)  # type: ignore[return-value]
+
+    async def search(self, **args: Any) -> SearchPayload:
+        return await self.call(VERBS["search"], args)  # type: ignore[return-value]
 
     async def wait(self, **args: Any) -> WaitPayload:
         return await self.call(VERBS["wait"], args)  # type: ignore[return-value]

@@ -105,8 +105,8 @@ class OutputMatch(_Input):
     pattern: NonEmptyStr = Field(description="Text to look for, or a Python regular expression.")
     match_type: Literal["contains", "regex"] = Field("contains", description="How pattern is matched.")
     stream: Literal["stdout", "stderr", "either"] = Field("either", description="Which output is watched.")
-    notify_command: NonEmptyStr | None = Field(None, description="Shell command run per event, the event on stdin.")
-    notify_file: NonEmptyStr | None = Field(None, description="File each event is appended to as a JSON line.")
+    notify_command: NonEmptyStr | None = Field(None, description="Shell command run per event, on stdin.")
+    notify_file: NonEmptyStr | None = Field(None, description="File events are appended to (JSON lines).")
 
     @model_validator(mode="after")
     def _regex_compiles(self) -> OutputMatch:
@@ -121,29 +121,32 @@ class OutputMatch(_Input):
 class JobSpec(_Input):
     """What a job runs: the definition persisted in ``meta.json``."""
 
-    command: str | list[NonEmptyStr] = Field(
-        description="A shell string (run through shell_wrapper) or an argv array (run directly)."
-    )
-    cwd: str | None = Field(None, description="Working directory; must exist. Default: the server's.")
-    env: dict[str, str] | None = Field(None, description="Variables set on top of the inherited environment.")
+    command: str | list[NonEmptyStr] = Field(description="A shell string (run by shell_wrapper) or an argv array.")
+    cwd: str | None = Field(None, description="Working directory (default: the server's).")
+    env: dict[str, str] | None = Field(None, description="Variables set over the inherited ones.")
     env_files: list[NonEmptyStr] = Field(default_factory=list, description="KEY=VALUE files read at start time.")
     inherit_env: bool = Field(True, description="Start from the server's environment.")
-    mask: list[str] = Field(default_factory=list, description="env keys whose values are shown as ***.")
-    stdin: str | None = Field(None, description="Literal text given to the command on stdin.")
-    stdin_file: str | None = Field(None, description="A file, read by the server at create time, given on stdin.")
+    mask: list[str] = Field(default_factory=list, description="env keys shown as ***.")
+    stdin: str | None = Field(None, description="Text given on stdin.")
+    stdin_file: str | None = Field(None, description="A file given on stdin (read at create).")
     timeout: Seconds = Field(0, description="Seconds before SIGTERM (0 = no timeout).")
     kill_after: Seconds = Field(5, description="Seconds from SIGTERM to SIGKILL.")
     tags: list[str] = Field(default_factory=list, description="Labels such as 'ci' or 'project.build'.")
     shell_wrapper: list[NonEmptyStr] | None = Field(
         None, min_length=1, description="argv that runs a string command, default ['sh', '-c']."
     )
-    notify_command: NonEmptyStr | None = Field(
-        None, description="Shell command run when the job ends, with the job.finished event on stdin."
+    notify_command: NonEmptyStr | None = Field(None, description="Shell command run at the end, the event on stdin.")
+    notify_file: NonEmptyStr | None = Field(None, description="File the end event is appended to (JSON line).")
+    on_output_match: OutputMatch | None = Field(None, description="An event for each output line that matches.")
+    idempotency_key: str | None = Field(
+        None,
+        pattern=r"^[ -~]{1,128}$",
+        description="A repeat with this key returns the first call's job.",
     )
-    notify_file: NonEmptyStr | None = Field(
-        None, description="File the job.finished event is appended to as one JSON line."
-    )
-    on_output_match: OutputMatch | None = Field(None, description="Emit an event for each output line that matches.")
+
+    def definition(self) -> dict[str, Any]:
+        """The job's definition: every field of the spec but the key itself and a call's watch options."""
+        return self.model_dump(mode="json", include=set(JobSpec.model_fields) - {"idempotency_key"})
 
     @field_validator("command")
     @classmethod
@@ -190,9 +193,21 @@ class WatchInput(JobRef, WatchOptions):
 
 class SnapshotInput(JobRef):
     tail_lines: int = Field(50, ge=0, description="Last lines of each log (0 = no line limit).")
+    head_lines: int = Field(0, ge=0, description="Also the first lines of each log (stdout_head, stderr_head).")
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=0, description=f"Most bytes of each log (at most {MAX_BYTES_CAP}).")
     stdout_offset: int | None = Field(None, ge=0, description="Read stdout from this byte offset instead of the tail.")
     stderr_offset: int | None = Field(None, ge=0, description="Read stderr from this byte offset instead of the tail.")
+
+
+class SearchInput(JobRef):
+    pattern: NonEmptyStr = Field(description="Text to find, or a Python regular expression.")
+    match_type: Literal["contains", "regex"] = Field("contains", description="How pattern is matched, per line.")
+    ignore_case: bool = Field(False, description="Match regardless of case.")
+    stream: Literal["stdout", "stderr", "either"] = Field("either", description="Log(s) searched; stdout first.")
+    context_lines: int = Field(3, ge=0, le=50, description="Lines returned before and after each match.")
+    max_matches: int = Field(20, ge=1, le=200, description="Most matches returned.")
+    stdout_offset: int = Field(0, ge=0, description="Start in stdout here (a next_stdout_offset).")
+    stderr_offset: int = Field(0, ge=0, description="Start in stderr here (a next_stderr_offset).")
 
 
 class KillInput(JobRef):

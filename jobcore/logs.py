@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .inputs import DEFAULT_MAX_BYTES
@@ -108,6 +108,17 @@ def read_from(path: str, offset: int, max_bytes: int) -> Window:
     return Window(data.decode("utf-8", errors="replace"), begin, end, size, end < size)
 
 
+def read_head(path: str, head_lines: int, max_bytes: int) -> str:
+    """The first ``head_lines`` lines within the first ``max_bytes`` bytes."""
+    text = read_from(path, 0, max_bytes).text
+    cut = -1
+    for _ in range(head_lines):
+        cut = text.find("\n", cut + 1)
+        if cut < 0:
+            return text
+    return text[: cut + 1]
+
+
 def snapshot(
     stdout_path: str,
     stderr_path: str,
@@ -116,14 +127,25 @@ def snapshot(
     max_bytes: int = DEFAULT_MAX_BYTES,
     stdout_offset: int | None = None,
     stderr_offset: int | None = None,
+    head_lines: int = 0,
+    limits: Mapping[str, int] | None = None,
 ) -> Snapshot:
-    def window(path: str, offset: int | None) -> Window:
-        if offset is None:
-            return read_tail(path, tail_lines, max_bytes)
-        return read_from(path, offset, max_bytes)
+    """Both logs' windows; ``limits`` lowers the byte limit of some (keys as the Snapshot's text fields)."""
+    limits = limits or {}
 
-    out = window(stdout_path, stdout_offset)
-    err = window(stderr_path, stderr_offset)
+    def window(path: str, offset: int | None, name: str) -> Window:
+        limit = min(max_bytes, limits.get(name, max_bytes))
+        if offset is None:
+            return read_tail(path, tail_lines, limit)
+        return read_from(path, offset, limit)
+
+    def head(path: str, name: str) -> str | None:
+        if head_lines <= 0:
+            return None
+        return read_head(path, head_lines, min(max_bytes, limits.get(name, max_bytes)))
+
+    out = window(stdout_path, stdout_offset, "stdout_tail")
+    err = window(stderr_path, stderr_offset, "stderr_tail")
     return Snapshot(
         stdout_tail=out.text,
         stderr_tail=err.text,
@@ -134,4 +156,6 @@ def snapshot(
         stderr_included_bytes=err.end - err.begin,
         stdout_range=(out.begin, out.end),
         stderr_range=(err.begin, err.end),
+        stdout_head=head(stdout_path, "stdout_head"),
+        stderr_head=head(stderr_path, "stderr_head"),
     )

@@ -56,6 +56,11 @@ class Snapshot(_Model):
     stderr_included_bytes: int
     stdout_range: tuple[int, int]
     stderr_range: tuple[int, int]
+    #: The first lines of each log, when ``head_lines`` asked for them.
+    stdout_head: str | None = None
+    stderr_head: str | None = None
+    #: The windows were made smaller than asked so the payload fits the budget (docs/payloads.md).
+    cut_to_fit: bool | None = None
 
 
 class Events(_Model):
@@ -83,7 +88,10 @@ class WriteErrors(_Model):
 class CreatePayload(Payload):
     type: Literal["create"] = "create"
     job_id: str
-    state: Literal["created"] = "created"
+    #: ``created``, or the current state of the job an ``idempotency_key`` named.
+    state: JobState = "created"
+    #: The ``idempotency_key`` named a job made before: this is that job, nothing new was made.
+    existing: bool | None = None
     stdout_log_path: str
     stderr_log_path: str
     full_log_path: str
@@ -119,6 +127,8 @@ class LaunchPayload(Payload, _EndFields, _Lowered):
     elapsed_ms: int
     snapshot: Snapshot | None = None
     final_snapshot: Snapshot | None = None
+    #: The ``idempotency_key`` named a job run before: this watched that job, nothing was started.
+    existing: bool | None = None
 
 
 class SnapshotPayload(Payload, _EndFields, _Lowered):
@@ -147,6 +157,30 @@ class WaitPayload(Payload, _EndFields, _Lowered):
     events: Events | None = None
     snapshot: Snapshot | None = None
     final_snapshot: Snapshot | None = None
+
+
+class Match(_Model):
+    stream: Literal["stdout", "stderr"]
+    #: Counted from 1 in its stream.
+    line_number: int
+    #: The byte offset of the line's start in its stream's log.
+    offset: int
+    line: str
+    before: list[str]
+    after: list[str]
+
+
+class SearchPayload(Payload):
+    type: Literal["search_output"] = "search_output"
+    job_id: str
+    state: JobState
+    matches: list[Match]
+    match_count: int
+    #: More matches remain: search again from the next offsets.
+    truncated: bool
+    next_stdout_offset: int | None = None
+    next_stderr_offset: int | None = None
+    scanned_bytes: int
 
 
 class KillPayload(Payload, _Lowered):

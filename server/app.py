@@ -36,18 +36,18 @@ Durable background jobs. A job is a command run by a detached supervisor: it out
 connection and this server, its stdout/stderr are kept on disk, and it is addressed by job_id
 (or a unique prefix of 4+ characters). run_job starts a command and waits briefly; if it is still
 running, use wait (bounded, returns the moment it ends), snapshot (output so far, or from a byte
-offset) and kill. create_job stores a job to start later with start_job; restart_job runs a job
-again under the same id. list_jobs finds jobs again (by state, tags or cwd); tag_job sets tags;
-delete_job removes old ones. server_info shows this server's version, job store, limits and
-policy. Waits never stop a job. Every result is a JSON payload with ok and type; errors carry
-error.code and error.message."""
+offset), search_output (lines matching a pattern, with context) and kill. create_job stores a
+job to start later with start_job; restart_job runs a job again under the same id. list_jobs
+finds jobs again (by state, tags or cwd); tag_job sets tags; delete_job removes old ones.
+server_info shows this server's version, job store, limits and policy. Waits never stop a job.
+Every result is a JSON payload with ok and type; errors carry error.code and error.message."""
 
 
 def policy_summary(policy: Policy) -> str:
     """One or two sentences on the rules in force, for the instructions an agent reads first."""
     rules = []
     if policy.read_only:
-        rules.append("read-only: only snapshot, wait, list_jobs and server_info are served")
+        rules.append("read-only: only snapshot, search_output, wait, list_jobs and server_info are served")
     if policy.allowed_roots:
         rules.append("jobs run only under " + ", ".join(policy.allowed_roots))
     if policy.allow_commands:

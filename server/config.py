@@ -292,7 +292,9 @@ def _add_common_flags(command: argparse.ArgumentParser) -> None:
         metavar="PATTERN",
         help="only the server's variables matching these globs reach jobs; repeatable",
     )
-    rules.add_argument("--read-only", action="store_true", help="serve only snapshot, wait, list_jobs and server_info")
+    rules.add_argument(
+        "--read-only", action="store_true", help="serve only snapshot, search_output, wait, list_jobs and server_info"
+    )
     rules.add_argument("--max-running", type=int, metavar="N", help="at most N jobs running at once")
 
 

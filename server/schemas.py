@@ -72,6 +72,8 @@ def input_schema(model: type[BaseModel], descriptions: dict[str, str] | None = N
     """
     schema = _clean(model.model_json_schema(mode="validation"), output=False)
     schema.pop("description", None)  # the model's docstring is for developers; the tool has its own
+    for sub in schema.get("$defs", {}).values():
+        sub.pop("description", None)  # the field using the model describes it
     for name, prop in schema.get("properties", {}).items():
         if descriptions and name in descriptions:
             prop["description"] = descriptions[name]

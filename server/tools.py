@@ -65,63 +65,65 @@ TOOLS: tuple[ToolDef, ...] = (
         "create_job",
         VERBS["create"],
         "Create a job",
-        "Define a background job without starting it: stores the command, cwd, environment, stdin and "
-        "limits, and returns its job_id in state `created`. Use it to start the job later with start_job; "
-        "to define and start in one call, use run_job.",
+        "Define a background job without starting it; returns its job_id in state `created`. Start it later "
+        "with start_job; to define and start in one call, use run_job.",
     ),
     ToolDef(
         "start_job",
         VERBS["start"],
         "Start a created job",
-        "Start a job made with create_job and watch it for up to wait_seconds ({wait}): returns the moment "
-        "it ends, with exit code and final output, or at the deadline with its state and the output so far. "
-        "The job keeps running after the call returns; a job that is not `created` is refused (invalid_state).",
+        "Start a job made with create_job and watch it for up to wait_seconds ({wait}): returns when it ends, "
+        "with exit code and output, or at the deadline with the output so far. A job not `created` is refused.",
     ),
     ToolDef(
         "run_job",
         VERBS["run"],
         "Run a command as a job",
-        "Run a command as a durable background job in one call (create + start). Returns the moment it ends "
-        "(exit code, signal, output tail) or after wait_seconds ({wait}) with the job still running and its "
-        "output so far; then use wait, snapshot or kill with its job_id. wait_seconds 0 launches and returns at "
-        "once.",
+        "Run a command as a durable background job (create + start). Returns when it ends (exit code, output "
+        "tail) or after wait_seconds ({wait}) with the job still running; then use wait, snapshot, "
+        "search_output or kill. wait_seconds 0 returns at once.",
     ),
     ToolDef(
         "snapshot",
         VERBS["snapshot"],
         "Read a job's state and output",
-        "Read a job's state and output without waiting or changing anything: state, exit code, times, "
-        "and the last lines of stdout and stderr. With stdout_offset/stderr_offset it returns the bytes from "
-        "that offset on instead; each range's end is the offset to page from next.",
+        "Read a job's state, exit code, times and the last lines of stdout and stderr (head_lines: the first "
+        "too). With stdout_offset/stderr_offset, the bytes from there on; each range's end is the next offset.",
+        idempotent=True,
+    ),
+    ToolDef(
+        "search_output",
+        VERBS["search"],
+        "Find lines in a job's output",
+        "Find the lines of a job's stdout/stderr that match pattern (text, or a regex with match_type), running "
+        "or ended, logs of any size: each match with stream, line_number, byte offset and context_lines around it. "
+        "When truncated, pass next_stdout_offset/next_stderr_offset to go on.",
         idempotent=True,
     ),
     ToolDef(
         "wait",
         VERBS["wait"],
         "Wait for a job to end",
-        "Wait for a job to end, for up to wait_seconds ({wait}): returns the moment it ends with exit code "
-        "and final output, or at the deadline with timed_out true and the output so far. The job is never "
-        "touched, not by the deadline nor by cancelling the call; call wait again to keep waiting.",
+        "Wait for a job to end, for up to wait_seconds ({wait}): returns when it ends with exit code and "
+        "output, or at the deadline with timed_out true and the output so far. The job is never touched.",
         idempotent=True,
     ),
     ToolDef(
         "kill",
         VERBS["kill"],
         "Signal a job",
-        "Send a signal (default SIGTERM) to whatever still lives of a job, its process group and any "
-        "descendant that left it, with SIGKILL after the job's kill_after; returns the signal sent and the "
-        "state observed within wait_seconds ({wait}). A job that had already ended says so (already_ended, "
-        "with its end); a job still `created` is refused (invalid_state).",
+        "Send a signal (default SIGTERM) to a job's process group and descendants, SIGKILL after the job's "
+        "kill_after; returns the state observed within wait_seconds ({wait}). A job already ended says so "
+        "(already_ended).",
         destructive=True,
     ),
     ToolDef(
         "list_jobs",
         VERBS["list"],
         "List jobs",
-        "List jobs, newest first, with id, state, command, cwd, tags, exit code and times. By default only "
-        "the jobs whose cwd is the server's working directory or below it; pass cwd for another tree or "
-        "all: true for every job, and filter by state or tags. When truncated, pass next_cursor as cursor "
-        "for the next page.",
+        "List jobs, newest first, with state, command, cwd, tags, exit code and times. By default those whose "
+        "cwd is under the server's; pass cwd or all: true, filter by state or tags. When truncated, pass "
+        "next_cursor as cursor.",
         idempotent=True,
     ),
     ToolDef(
@@ -283,10 +285,7 @@ def build_tools(jobs: AsyncJobs, waits: WaitPolicy, policy: Policy | None = None
         if tool.waits:
             bounds = waits.describe(tool)
             description = description.format(wait=bounds)
-            overrides["wait_seconds"] = (
-                f"Longest time this call waits for the job to end, in seconds ({bounds}; "
-                "a longer wait is lowered to the cap). The job is untouched when the wait ends."
-            )
+            overrides["wait_seconds"] = f"Seconds to wait for the job's end ({bounds}); the job runs on after."
         annotations = ToolAnnotations(
             title=tool.title,
             read_only_hint=read_only,

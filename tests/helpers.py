@@ -25,6 +25,7 @@ TOOLS = frozenset(
         "start_job",
         "run_job",
         "snapshot",
+        "search_output",
         "wait",
         "kill",
         "list_jobs",

@@ -145,6 +145,7 @@ TOOLS = [
     "restart_job",
     "wait",
     "snapshot",
+    "search_output",
     "kill",
     "list_jobs",
     "delete_job",

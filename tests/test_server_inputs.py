@@ -77,7 +77,8 @@ async def test_tool_listing(client):
         assert tool.output_schema is not None and tool.output_schema["type"] == "object"
         Draft202012Validator.check_schema(tool.output_schema)
         assert tool.annotations is not None
-        assert bool(tool.annotations.read_only_hint) == (name in {"snapshot", "wait", "list_jobs", "server_info"}), name
+        read_only = {"snapshot", "search_output", "wait", "list_jobs", "server_info"}
+        assert bool(tool.annotations.read_only_hint) == (name in read_only), name
     assert tools["run_job"].input_schema["required"] == ["command"]
     assert "default 10 s, at most 55 s" in tools["run_job"].input_schema["properties"]["wait_seconds"]["description"]
     assert "default 30 s" in tools["wait"].description

@@ -11,7 +11,7 @@ from helpers import TOOLS, ServerProcess, serve_once
 from jsonschema import Draft202012Validator
 from mcp import Client
 
-READ_ONLY_TOOLS = {"snapshot", "wait", "list_jobs", "server_info"}
+READ_ONLY_TOOLS = {"snapshot", "search_output", "wait", "list_jobs", "server_info"}
 
 
 async def test_server_info_shows_the_policy_and_limits(stdio_server, tmp_path: Path, job_root: Path):

@@ -14,7 +14,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..inputs import DeleteInput, JobSpec, KillInput, ListInput, RunInput, SnapshotInput, TagInput, WatchInput, parse
+from ..inputs import (
+    DeleteInput,
+    JobSpec,
+    KillInput,
+    ListInput,
+    RunInput,
+    SearchInput,
+    SnapshotInput,
+    TagInput,
+    WatchInput,
+    parse,
+)
 from ..payloads import (
     CreatePayload,
     DeletePayload,
@@ -22,6 +33,7 @@ from ..payloads import (
     LaunchPayload,
     ListPayload,
     Payload,
+    SearchPayload,
     SnapshotPayload,
     TagPayload,
     WaitPayload,
@@ -35,6 +47,7 @@ from .delete import delete
 from .kill import DEFAULT_KILL_WAIT_S, kill
 from .list import list_jobs
 from .restart import restart
+from .search import search
 from .snapshot import snapshot
 from .start import run, start
 from .tag import tag
@@ -73,6 +86,7 @@ VERBS: dict[str, Verb] = {
         Verb("run", RunInput, LaunchPayload, run, wait_default_s=DEFAULT_LAUNCH_WAIT_S),
         Verb("restart", WatchInput, LaunchPayload, restart, wait_default_s=DEFAULT_LAUNCH_WAIT_S),
         Verb("snapshot", SnapshotInput, SnapshotPayload, snapshot, read_only=True),
+        Verb("search", SearchInput, SearchPayload, search, read_only=True),
         Verb("wait", WatchInput, WaitPayload, wait, wait_default_s=DEFAULT_WAIT_S, read_only=True),
         Verb("kill", KillInput, KillPayload, kill, wait_default_s=DEFAULT_KILL_WAIT_S),
         Verb("list", ListInput, ListPayload, list_jobs, read_only=True),

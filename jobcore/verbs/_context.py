@@ -1,9 +1,10 @@
-"""What every verb works on: the store and the policy in force."""
+"""What every verb works on: the store, the policy in force and the budget per call."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..budget import PAYLOAD_BUDGET_BYTES
 from ..policy import Policy
 from ..store import Store
 
@@ -12,3 +13,5 @@ from ..store import Store
 class Context:
     store: Store
     policy: Policy
+    #: Most bytes of JSON a payload carrying output may take (docs/payloads.md); None: no budget.
+    budget_bytes: int | None = PAYLOAD_BUDGET_BYTES

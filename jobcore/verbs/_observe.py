@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import logs
+from ..budget import fit_snapshot
 from ..inputs import MAX_BYTES_CAP, WatchOptions
-from ..payloads import Events, LaunchPayload, Snapshot
+from ..payloads import Events, LaunchPayload, Payload, Snapshot
 from ..store import JobDir
 from ..supervisor import fsio, procs, records
 from ..waiting import Flow, WaitFor
@@ -25,6 +27,8 @@ LOST_RECHECK_S = 0.5
 SUPERVISOR_GRACE_S = 1.0
 #: How long start, run and restart watch the job when no ``wait_seconds`` is given.
 DEFAULT_LAUNCH_WAIT_S = 10.0
+
+P = TypeVar("P", bound=Payload)
 
 
 def capped_max_bytes(max_bytes: int) -> tuple[int, dict[str, int] | None]:
@@ -52,8 +56,22 @@ def events(jd: JobDir) -> Events | None:
     )
 
 
-def read_snapshot(jd: JobDir, tail_lines: int, max_bytes: int, **offsets: int | None) -> Snapshot:
-    return logs.snapshot(jd.stdout_path, jd.stderr_path, tail_lines=tail_lines, max_bytes=max_bytes, **offsets)
+def fitted_payload(
+    jd: JobDir,
+    build: Callable[[Snapshot], P],
+    budget: int | None,
+    tail_lines: int,
+    max_bytes: int,
+    **options: int | None,
+) -> P:
+    """``build`` over the job's log windows, the windows made smaller until the payload fits the budget."""
+
+    def read(limits: dict[str, int]) -> Snapshot:
+        return logs.snapshot(
+            jd.stdout_path, jd.stderr_path, tail_lines=tail_lines, max_bytes=max_bytes, limits=limits, **options
+        )
+
+    return fit_snapshot(read, build, max_bytes, budget)  # type: ignore[return-value]
 
 
 def _pidfd(pid: int) -> int | None:
@@ -139,6 +157,9 @@ def watch_launched(
     started: float,
     max_bytes: int,
     lowered: dict[str, int] | None,
+    budget: int | None,
+    *,
+    existing: bool = False,
 ) -> Flow[LaunchPayload]:
     """Watch a job just launched until it ends or ``wait_seconds`` pass: the payload of start, run and restart."""
     wait_s = DEFAULT_LAUNCH_WAIT_S if watch.wait_seconds is None else watch.wait_seconds
@@ -146,20 +167,24 @@ def watch_launched(
     state = yield from wait_for_end(jd, observed_from + wait_s)
     now = time.monotonic()
     meta = jd.read_meta()
-    snap = read_snapshot(jd, watch.tail_lines, max_bytes)
     ended = records.is_ended(state)
-    return LaunchPayload(
-        type=verb,  # type: ignore[arg-type]
-        job_id=jd.job_id,
-        state=records.status(state),
-        tags=meta["tags"],
-        env_vars=meta["env_vars"] or None,
-        stdout_log_path=jd.stdout_path,
-        stderr_log_path=jd.stderr_path,
-        waited_ms=ms(now - observed_from),
-        elapsed_ms=ms(now - started),
-        snapshot=None if ended else snap,
-        final_snapshot=snap if ended else None,
-        lowered_to=lowered,
-        **(records.end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
-    )
+
+    def build(snap: Snapshot) -> LaunchPayload:
+        return LaunchPayload(
+            type=verb,  # type: ignore[arg-type]
+            job_id=jd.job_id,
+            state=records.status(state),
+            tags=meta["tags"],
+            env_vars=meta["env_vars"] or None,
+            stdout_log_path=jd.stdout_path,
+            stderr_log_path=jd.stderr_path,
+            waited_ms=ms(now - observed_from),
+            elapsed_ms=ms(now - started),
+            snapshot=None if ended else snap,
+            final_snapshot=snap if ended else None,
+            lowered_to=lowered,
+            existing=existing or None,
+            **(records.end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
+        )
+
+    return fitted_payload(jd, build, budget, watch.tail_lines, max_bytes)

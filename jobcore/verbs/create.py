@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ..errors import JobError, invalid_input
+from ..idempotency import job_for_key
 from ..inputs import JobSpec
 from ..payloads import CreatePayload
 from ..store import FILE_MODE, JobDir, new_job_id
@@ -22,13 +23,23 @@ _CREATE_ID_TRIES = 16
 
 
 def create(ctx: Context, spec: JobSpec) -> CreatePayload:
-    jd = new_job(ctx, spec)
+    jd, existing = keyed_job(ctx, spec)
     return CreatePayload(
         job_id=jd.job_id,
+        state=records.status(jd.observed_state()) if existing else "created",
+        existing=existing or None,
         stdout_log_path=jd.stdout_path,
         stderr_log_path=jd.stderr_path,
         full_log_path=jd.full_path,
     )
+
+
+def keyed_job(ctx: Context, spec: JobSpec) -> tuple[JobDir, bool]:
+    """A new job, or, when ``idempotency_key`` names one already made, that job and True."""
+    if spec.idempotency_key is None:
+        return new_job(ctx, spec), False
+    checked = _checked(ctx, spec)  # before the key's marker is touched: a refused call creates nothing
+    return job_for_key(ctx.store, spec.idempotency_key, spec.definition(), lambda: _write(ctx, *checked))
 
 
 def check_cwd(cwd: str | None) -> str:
@@ -41,6 +52,11 @@ def check_cwd(cwd: str | None) -> str:
 
 def new_job(ctx: Context, spec: JobSpec) -> JobDir:
     """The job's directory, in state ``created``; everything is validated first, so a refused call creates nothing."""
+    return _write(ctx, *_checked(ctx, spec))
+
+
+def _checked(ctx: Context, spec: JobSpec) -> tuple[dict[str, Any], bytes | None, dict[str, str]]:
+    """The job's meta record, stdin and env, once every check has passed; nothing is written yet."""
     cwd = check_cwd(spec.cwd)
     env_files = [_resolve(cwd, p) for p in spec.env_files]
     stdin_file = None if spec.stdin_file is None else _resolve(cwd, spec.stdin_file)
@@ -71,6 +87,10 @@ def new_job(ctx: Context, spec: JobSpec) -> JobDir:
     stdin = _read_stdin(spec, stdin_file)
     if stdin is not None:
         meta["stdin_file"] = fsio.STDIN
+    return meta, stdin, env
+
+
+def _write(ctx: Context, meta: dict[str, Any], stdin: bytes | None, env: dict[str, str]) -> JobDir:
     jd = _new_dir(ctx)
     try:
         meta["job"]["id"] = jd.job_id

@@ -50,7 +50,7 @@ def restart(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
                 jd.write_state("created")
             launch_job(ctx, jd)
     auto_clean(ctx.store.root)
-    return (yield from watch_launched("restart", jd, inp, started, max_bytes, lowered))
+    return (yield from watch_launched("restart", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))
 
 
 def _stop_all(jd: JobDir, state: dict[str, Any]) -> Flow[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from ..errors import JobError
+from ..idempotency import forget
 from ..inputs import RunInput, WatchInput
 from ..payloads import LaunchPayload
 from ..retention import auto_clean
@@ -13,7 +14,7 @@ from ..waiting import Flow
 from ._context import Context
 from ._launching import check_definition, check_room, launch_job, launch_slot
 from ._observe import capped_max_bytes, watch_launched
-from .create import new_job
+from .create import keyed_job
 
 
 def start(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
@@ -32,14 +33,16 @@ def start(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
         with launch_slot(ctx, jd):
             launch_job(ctx, jd)
     auto_clean(ctx.store.root)
-    return (yield from watch_launched("start", jd, inp, started, max_bytes, lowered))
+    return (yield from watch_launched("start", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))
 
 
 def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
     started = time.monotonic()
     max_bytes, lowered = capped_max_bytes(inp.max_bytes)
     check_room(ctx)  # a full store refuses before creating anything
-    jd = new_job(ctx, inp)
+    jd, existing = keyed_job(ctx, inp)
+    if existing:
+        return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered, ctx.budget_bytes, existing=True))
     with jd.lock():
         try:
             with launch_slot(ctx, jd):
@@ -47,6 +50,8 @@ def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
         except JobError as exc:
             if exc.code == "policy_denied":  # filled meanwhile by another launch: undo the create
                 jd.remove()
+                if inp.idempotency_key is not None:
+                    forget(ctx.store, inp.idempotency_key, jd.job_id)
             raise
     auto_clean(ctx.store.root)
-    return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered))
+    return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))

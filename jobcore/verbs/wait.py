@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 from ..inputs import WatchInput
-from ..payloads import WaitPayload
+from ..payloads import Snapshot, WaitPayload
 from ..supervisor import records
 from ..waiting import Flow
 from ._context import Context
-from ._observe import capped_max_bytes, events, ms, read_snapshot, wait_for_end
+from ._observe import capped_max_bytes, events, fitted_payload, ms, wait_for_end
 
 #: How long wait watches the job when no ``wait_seconds`` is given.
 DEFAULT_WAIT_S = 30.0
@@ -22,16 +22,19 @@ def wait(ctx: Context, inp: WatchInput) -> Flow[WaitPayload]:
     begun = time.monotonic()
     state = yield from wait_for_end(jd, begun + wait_s)
     waited_ms = ms(time.monotonic() - begun)
-    snap = read_snapshot(jd, inp.tail_lines, max_bytes)
     ended = records.is_ended(state)
-    return WaitPayload(
-        job_id=jd.job_id,
-        state=records.status(state),
-        waited_ms=waited_ms,
-        timed_out=not ended,
-        events=events(jd),
-        snapshot=None if ended else snap,
-        final_snapshot=snap if ended else None,
-        lowered_to=lowered,
-        **records.end_fields(state),
-    )
+
+    def build(snap: Snapshot) -> WaitPayload:
+        return WaitPayload(
+            job_id=jd.job_id,
+            state=records.status(state),
+            waited_ms=waited_ms,
+            timed_out=not ended,
+            events=events(jd),
+            snapshot=None if ended else snap,
+            final_snapshot=snap if ended else None,
+            lowered_to=lowered,
+            **records.end_fields(state),
+        )
+
+    return fitted_payload(jd, build, ctx.budget_bytes, inp.tail_lines, max_bytes)
