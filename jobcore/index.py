@@ -6,10 +6,12 @@ schema. Every write to it happens inside one ``BEGIN IMMEDIATE`` transaction tha
 the files it records, so the last writer always saw the newest files. What each read checks,
 and so exactly what it guarantees, is in ``docs/store.md`` (section "The index").
 
-A record's signature is ``inode:size:mtime_ns`` of the file read (from ``fstat`` of the very
-descriptor read). A file whose mtime is within :data:`SETTLE_NS` of the moment it was looked
-at is not trusted (signature ``""``): a write in the same clock tick could leave the mtime
-unchanged, so such a row is checked again on every read until it settles.
+A record's signature is ``inode:size:mtime_ns:ctime_ns`` of the file read (from ``fstat`` of
+the very descriptor read). The ctime is there because nobody can set it: a backup restored over
+a file with ``cp -p`` keeps its inode, maybe its size, and puts back its old mtime. A file whose
+ctime is within :data:`SETTLE_NS` of the moment it was looked at is not trusted (signature
+``""``): a write in the same clock tick could leave it unchanged, so such a row is checked
+again on every read until it settles.
 """
 
 from __future__ import annotations
@@ -272,7 +274,8 @@ def _sync(db: sqlite3.Connection, root: Path) -> None:
     Nothing is written when nothing changed, so a quiet store costs no commit."""
     now = time.time_ns()
     info = os.stat(root)
-    root_sig = _trusted(f"{info.st_ino}:{info.st_mtime_ns}", info.st_mtime_ns, now)
+    changed = max(info.st_mtime_ns, info.st_ctime_ns)
+    root_sig = _trusted(f"{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}", changed, now)
     stored_sig = _setting(db, "root")
     if root_sig == _UNTRUSTED or stored_sig != root_sig:
         # Sets of plain strings, the name filter applied to the new names alone: at 100,000
@@ -353,7 +356,8 @@ def _trusted(sig: str, mtime_ns: int, now_ns: int) -> str:
 
 
 def _sig_of(info: os.stat_result, now_ns: int) -> str:
-    return _trusted(f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}", info.st_mtime_ns, now_ns)
+    changed = max(info.st_mtime_ns, info.st_ctime_ns)
+    return _trusted(f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}", changed, now_ns)
 
 
 def _stat_sig(path: str, now_ns: int) -> str:
