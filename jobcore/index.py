@@ -141,8 +141,8 @@ def list_page(store: Store, wanted: Filter) -> Page:
         raise Unavailable(f"{store.root} is not a directory")
     with _open(store.root) as db:
         _sync(db, store.root)
+        rows = _query(db, wanted)
         for _ in range(MAX_REQUERIES):
-            rows = _query(db, wanted)
             if not _recheck(db, store.root, rows):
                 break
             rows = _query(db, wanted)
@@ -297,7 +297,7 @@ def _sync(db: sqlite3.Connection, root: Path) -> None:
         "SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 0 AND id > ? ORDER BY id LIMIT ?",
         (_sweep_position(root), SWEEP_ROWS),
     ).fetchall()
-    _save_sweep_position(root, swept[-1][0] if len(swept) == SWEEP_ROWS else "")
+    _save_sweep_position(root, swept[-1][0] if swept and len(swept) == SWEEP_ROWS else "")
     if changed := _changed(root, volatile + swept):
         with _writing(db):
             _store_rows(db, root, changed)

@@ -173,12 +173,31 @@ def test_a_row_not_on_any_page_is_checked_within_a_sweep(
 def test_tag_job_is_seen_by_a_filter_at_once(
     job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index, "SWEEP_ROWS", 1)
+    monkeypatch.setattr(index, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 4)
     jobs.list(all=True)
     jobs.tag(job_id=ids[0], tags=["picked"])
     assert [e.job_id for e in jobs.list(all=True, tags=["picked"]).jobs] == [ids[0]]
+
+
+def test_a_restarted_job_is_seen_by_a_state_filter_at_once(
+    job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
+    jobs = Jobs(job_root)
+    started, release = Fifo(tmp_path / "started"), Fifo(tmp_path / "release")
+    job = jobs.run(command=f"echo x > {started}; read x < {release}", cwd=str(tmp_path), wait_seconds=0)
+    started.read()
+    release.write()
+    assert jobs.wait(job_id=job.job_id, wait_seconds=30).state == "exited"
+    assert jobs.list(all=True, state="running").jobs == []
+    jobs.restart(job_id=job.job_id, wait_seconds=0)
+    started.read()
+    assert [e.job_id for e in jobs.list(all=True, state="running").jobs] == [job.job_id]
+    release.write()
+    assert jobs.wait(job_id=job.job_id, wait_seconds=30).state == "exited"
+    assert [e.job_id for e in jobs.list(all=True, state="exited").jobs] == [job.job_id]
 
 
 def test_jobs_removed_or_restored_by_hand_are_seen(job_root: Path, tmp_path: Path, trusted: None) -> None:
