@@ -7,7 +7,7 @@ import sys
 
 from .table import Row, render
 
-MODULES = ("bench.jobcore_bench", "bench.server_bench")
+MODULES = ("bench.jobcore_bench", "bench.list_bench", "bench.server_bench")
 
 
 def main() -> None:
