@@ -139,6 +139,8 @@ def list_page(store: Store, wanted: Filter) -> Page:
     """The page of jobs ``wanted`` asks for, every row on it checked against its files."""
     if not store.root.is_dir():
         raise Unavailable(f"{store.root} is not a directory")
+    if not index_path(store.root).exists() and not store.job_ids():
+        raise Unavailable("no jobs yet: reading an empty store creates nothing")
     with _open(store.root) as db:
         _sync(db, store.root)
         rows = _query(db, wanted)

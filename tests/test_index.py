@@ -97,10 +97,13 @@ def test_the_index_is_private_and_agrees_with_the_files(job_root: Path, tmp_path
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
-def test_reading_a_missing_root_creates_nothing(tmp_path: Path) -> None:
+def test_reading_a_missing_or_empty_root_creates_nothing(tmp_path: Path) -> None:
     root = tmp_path / "none"
     assert Jobs(root).list(all=True).jobs == []
     assert not root.exists()
+    root.mkdir()
+    assert Jobs(root).list(all=True).jobs == []
+    assert list(root.iterdir()) == []
 
 
 @pytest.mark.parametrize("damage", ["removed", "garbage", "truncated"])
