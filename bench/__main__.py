@@ -9,6 +9,7 @@ from .table import Row, render
 
 MODULES = (
     "bench.jobcore_bench",
+    "bench.list_bench",
     "bench.server_bench",
     "bench.scale_bench",
     "bench.cli_bench",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Set
 
+from . import index
 from .payloads import DeleteEntry
 from .store import JobDir
 from .supervisor import procs, records
@@ -53,4 +54,5 @@ def delete_if_allowed(
             return entry("would_delete", kind)
         if not jd.remove():
             return entry("skipped", "delete_failed")
+        index.forget(jd.root, jd.job_id)
         return entry("deleted", kind)

@@ -7,6 +7,7 @@ import signal
 import time
 from typing import Any
 
+from .. import index
 from ..errors import JobError
 from ..inputs import WatchInput
 from ..payloads import LaunchPayload
@@ -48,6 +49,7 @@ def restart(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
                     except FileNotFoundError:
                         pass
                 jd.write_state("created")
+                index.refresh(jd.root, [jd.job_id])  # an ended row is otherwise re-checked only in turn
             launch_job(ctx, jd)
     auto_clean(ctx.store.root)
     return (yield from watch_launched("restart", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import index
 from ..inputs import TagInput
 from ..payloads import TagPayload
 from ._context import Context
@@ -13,4 +14,5 @@ def tag(ctx: Context, inp: TagInput) -> TagPayload:
         meta = jd.read_meta()
         meta["tags"] = inp.tags
         jd.write_meta(meta)
+        index.refresh(jd.root, [jd.job_id])  # an ended job's row is otherwise re-read only in turn
     return TagPayload(job_id=jd.job_id, tags=inp.tags)
