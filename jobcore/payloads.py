@@ -68,6 +68,9 @@ class Events(_Model):
 
     matched: int
     last_line: str | None = None
+    #: Where ``last_line`` is: its number in its stream (from 1) and the byte offset of its start.
+    line_number: int | None = None
+    offset: int | None = None
     #: Events whose notify command was not run because too many were queued.
     undelivered: int | None = None
     #: Why the trigger was turned off for this job (its pattern ran too long), once it was.

@@ -53,6 +53,8 @@ def events(jd: JobDir) -> Events | None:
     return Events(
         matched=counters["matched"],
         last_line=counters.get("last_line"),
+        line_number=counters.get("line_number"),
+        offset=counters.get("offset"),
         undelivered=counters.get("undelivered") or None,
         disabled=counters.get("disabled"),
     )
