@@ -11,6 +11,7 @@ MODULES = (
     "bench.jobcore_bench",
     "bench.server_bench",
     "bench.scale_bench",
+    "bench.until_bench",
     "bench.cli_bench",
     "bench.web_bench",
 )
