@@ -22,7 +22,7 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TAG = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _TAG_FILTER = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?:\.\*)?")
 
-JobIdStr = Annotated[str, Field(description="Full job id or a unique prefix of 4+ characters.")]
+JobIdStr = Annotated[str, Field(description="Job id or a unique prefix (4+ chars).")]
 #: Longest duration accepted (about 31 years): far beyond any real job, and small enough that
 #: every deadline computed from it stays a finite float and a representable millisecond count.
 MAX_SECONDS = 10**9
@@ -102,9 +102,9 @@ def _check_tags(tags: list[str]) -> list[str]:
 class OutputMatch(_Input):
     """A trigger: every new complete output line that matches emits a ``job.output.matched`` event."""
 
-    pattern: NonEmptyStr = Field(description="Text to look for, or a Python regular expression.")
-    match_type: Literal["contains", "regex"] = Field("contains", description="How pattern is matched.")
-    stream: Literal["stdout", "stderr", "either"] = Field("either", description="Which output is watched.")
+    pattern: NonEmptyStr
+    match_type: Literal["contains", "regex"] = "contains"
+    stream: Literal["stdout", "stderr", "either"] = "either"
     notify_command: NonEmptyStr | None = Field(None, description="Shell command run per event, on stdin.")
     notify_file: NonEmptyStr | None = Field(None, description="File events are appended to (JSON lines).")
 
@@ -121,27 +121,27 @@ class OutputMatch(_Input):
 class JobSpec(_Input):
     """What a job runs: the definition persisted in ``meta.json``."""
 
-    command: str | list[NonEmptyStr] = Field(description="A shell string (run by shell_wrapper) or an argv array.")
-    cwd: str | None = Field(None, description="Working directory (default: the server's).")
-    env: dict[str, str] | None = Field(None, description="Variables set over the inherited ones.")
-    env_files: list[NonEmptyStr] = Field(default_factory=list, description="KEY=VALUE files read at start time.")
+    command: str | list[NonEmptyStr] = Field(description="Shell string or argv array.")
+    cwd: str | None = Field(None, description="Default: the server's.")
+    env: dict[str, str] | None = Field(None, description="Set over the inherited ones.")
+    env_files: list[NonEmptyStr] = Field(default_factory=list, description="KEY=VALUE files, read at start.")
     inherit_env: bool = Field(True, description="Start from the server's environment.")
     mask: list[str] = Field(default_factory=list, description="env keys shown as ***.")
     stdin: str | None = Field(None, description="Text given on stdin.")
-    stdin_file: str | None = Field(None, description="A file given on stdin (read at create).")
-    timeout: Seconds = Field(0, description="Seconds before SIGTERM (0 = no timeout).")
+    stdin_file: str | None = Field(None, description="File given on stdin.")
+    timeout: Seconds = Field(0, description="Seconds before SIGTERM (0 = none).")
     kill_after: Seconds = Field(5, description="Seconds from SIGTERM to SIGKILL.")
-    tags: list[str] = Field(default_factory=list, description="Labels such as 'ci' or 'project.build'.")
+    tags: list[str] = Field(default_factory=list, description="Labels, e.g. 'ci'.")
     shell_wrapper: list[NonEmptyStr] | None = Field(
-        None, min_length=1, description="argv that runs a string command, default ['sh', '-c']."
+        None, min_length=1, description="argv for a string command (default sh -c)."
     )
-    notify_command: NonEmptyStr | None = Field(None, description="Shell command run at the end, the event on stdin.")
-    notify_file: NonEmptyStr | None = Field(None, description="File the end event is appended to (JSON line).")
-    on_output_match: OutputMatch | None = Field(None, description="An event for each output line that matches.")
+    notify_command: NonEmptyStr | None = Field(None, description="Run at the end, the event on stdin.")
+    notify_file: NonEmptyStr | None = Field(None, description="The end event is appended here.")
+    on_output_match: OutputMatch | None = Field(None, description="An event per matching line.")
     idempotency_key: str | None = Field(
         None,
         pattern=r"^[ -~]{1,128}$",
-        description="A repeat with this key returns the first call's job.",
+        description="A repeat returns the first call's job.",
     )
 
     def definition(self) -> dict[str, Any]:
@@ -169,18 +169,29 @@ class JobSpec(_Input):
         return _check_tags(v)
 
 
+class Until(_Input):
+    """Return as soon as a complete output line matches (lines already written count)."""
+
+    pattern: NonEmptyStr
+    match_type: Literal["contains", "regex"] = "contains"
+    stream: Literal["stdout", "stderr", "either"] = "either"
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> Until:
+        if self.match_type == "regex":
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regex {self.pattern!r}: {exc}") from None
+        return self
+
+
 class WatchOptions(_Input):
     """How long a call watches the job and how much output it returns."""
 
     wait_seconds: Seconds | None = Field(None, description="Longest time this call waits for the job to end.")
-    tail_lines: int = Field(50, ge=0, description="Last lines of each log to return (0 = no line limit).")
-    max_bytes: int = Field(
-        DEFAULT_MAX_BYTES, ge=0, description=f"Most bytes of each log to return (at most {MAX_BYTES_CAP})."
-    )
-
-
-class RunInput(JobSpec, WatchOptions):
-    pass
+    tail_lines: int = Field(50, ge=0, description="Last lines per log (0 = all).")
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=0, description=f"Most bytes per log (at most {MAX_BYTES_CAP}).")
 
 
 class JobRef(_Input):
@@ -188,7 +199,44 @@ class JobRef(_Input):
 
 
 class WatchInput(JobRef, WatchOptions):
-    """A job to watch, and how: the input of start, restart and wait."""
+    """A job to watch, and how: the input of restart."""
+
+
+class StartInput(WatchInput):
+    until: Until | None = Field(None, description="Return at a matching line.")
+
+
+class RunInput(JobSpec, WatchOptions):
+    until: Until | None = Field(None, description="Return at a matching line.")
+
+
+#: Most jobs one wait or kill may name.
+MAX_JOB_IDS = 100
+
+
+class ManyJobs(_Input):
+    """Exactly one of job_id, job_ids or tags: the jobs a wait or kill is about."""
+
+    job_id: JobIdStr | None = None
+    job_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_JOB_IDS, description="Ids or prefixes.")
+    tags: list[str] | None = Field(None, min_length=1, description="All these tags, any cwd.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ManyJobs:
+        given = [name for name in ("job_id", "job_ids", "tags") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of job_id, job_ids, tags (got {', '.join(given) or 'none'})")
+        return self
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _check_tags(v)
+
+
+class WaitInput(ManyJobs, WatchOptions):
+    until: Until | None = Field(None, description="Return at a matching line.")
+    mode: Literal["any", "all"] = Field("any", description="any: first end; all: every end.")
 
 
 class SnapshotInput(JobRef):
@@ -210,8 +258,8 @@ class SearchInput(JobRef):
     stderr_offset: int = Field(0, ge=0, description="Start in stderr here (a next_stderr_offset).")
 
 
-class KillInput(JobRef):
-    signal: str = Field("SIGTERM", description="SIGTERM, SIGINT, SIGKILL, SIGHUP, SIGQUIT, SIGUSR1 or SIGUSR2.")
+class KillInput(ManyJobs):
+    signal: str = Field("SIGTERM", description="SIGTERM, SIGINT, SIGKILL, SIGHUP, SIGQUIT, SIGUSR1/2.")
     wait_seconds: Seconds | None = Field(None, description="Longest time to observe the end.")
 
     @field_validator("signal")

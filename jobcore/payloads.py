@@ -68,10 +68,37 @@ class Events(_Model):
 
     matched: int
     last_line: str | None = None
+    #: Where ``last_line`` is: its number in its stream (from 1) and the byte offset of its start.
+    line_number: int | None = None
+    offset: int | None = None
     #: Events whose notify command was not run because too many were queued.
     undelivered: int | None = None
     #: Why the trigger was turned off for this job (its pattern ran too long), once it was.
     disabled: str | None = None
+
+
+class LineMatch(_Model):
+    """The first complete output line that matched ``until``."""
+
+    stream: Literal["stdout", "stderr"]
+    line: str
+    #: Counted from 1 in its stream.
+    line_number: int
+    #: The byte offset of the line's start in its stream's log.
+    offset: int
+
+
+class JobEnd(_Model):
+    """One job of a wait or kill on several jobs."""
+
+    job_id: str
+    state: JobState
+    exit_code: int | None = None
+    signal: str | None = None
+    reason: str | None = None
+    finished_at: str | None = None
+    #: With ``until``: this job's first matching line, or null.
+    matched: LineMatch | None = None
 
 
 class WriteErrors(_Model):
@@ -129,6 +156,9 @@ class LaunchPayload(Payload, _EndFields, _Lowered):
     final_snapshot: Snapshot | None = None
     #: The ``idempotency_key`` named a job run before: this watched that job, nothing was started.
     existing: bool | None = None
+    events: Events | None = None
+    #: With ``until``: the first matching line, or null.
+    matched: LineMatch | None = None
 
 
 class SnapshotPayload(Payload, _EndFields, _Lowered):
@@ -150,13 +180,20 @@ class SnapshotPayload(Payload, _EndFields, _Lowered):
 
 class WaitPayload(Payload, _EndFields, _Lowered):
     type: Literal["wait"] = "wait"
-    job_id: str
-    state: JobState
+    #: The job of a wait on one ``job_id`` (null with ``job_ids`` or ``tags``).
+    job_id: str | None = None
+    state: JobState | None = None
     waited_ms: int
     timed_out: bool
     events: Events | None = None
     snapshot: Snapshot | None = None
     final_snapshot: Snapshot | None = None
+    #: With ``until``: the first matching line, or null.
+    matched: LineMatch | None = None
+    #: With ``job_ids`` or ``tags``: one entry per job.
+    jobs: list[JobEnd] | None = None
+    #: With ``job_ids`` or ``tags``: the jobs that ended (or matched ``until``), first first.
+    ended: list[str] | None = None
 
 
 class Match(_Model):
@@ -185,10 +222,11 @@ class SearchPayload(Payload):
 
 class KillPayload(Payload, _Lowered):
     type: Literal["kill"] = "kill"
-    job_id: str
+    #: The job of a kill of one ``job_id`` (null with ``job_ids`` or ``tags``).
+    job_id: str | None = None
     #: The signal sent; the one that ended the job, if one did, is ``end_signal``.
     signal: str | None = None
-    state: JobState
+    state: JobState | None = None
     #: The job had ended before the call: nothing of it was signalled but leftover descendants.
     already_ended: bool | None = None
     exit_code: int | None = None
@@ -196,6 +234,8 @@ class KillPayload(Payload, _Lowered):
     finished_at: str | None = None
     reason: str | None = None
     observed_within_ms: int
+    #: With ``job_ids`` or ``tags``: one entry per job.
+    jobs: list[JobEnd] | None = None
 
 
 class ListEntry(_Model):

@@ -72,16 +72,15 @@ TOOLS: tuple[ToolDef, ...] = (
         "start_job",
         VERBS["start"],
         "Start a created job",
-        "Start a job made with create_job and watch it for up to wait_seconds ({wait}): returns when it ends, "
-        "with exit code and output, or at the deadline with the output so far. A job not `created` is refused.",
+        "Start a job made with create_job and watch it for up to wait_seconds ({wait}): returns when it ends "
+        "(exit code, output), when a line matches until, or at the deadline. A job not `created` is refused.",
     ),
     ToolDef(
         "run_job",
         VERBS["run"],
         "Run a command as a job",
         "Run a command as a durable background job (create + start). Returns when it ends (exit code, output "
-        "tail) or after wait_seconds ({wait}) with the job still running; then use wait, snapshot, "
-        "search_output or kill. wait_seconds 0 returns at once.",
+        "tail), when a line matches until (matched), or after wait_seconds ({wait}); wait_seconds 0 returns at once.",
     ),
     ToolDef(
         "snapshot",
@@ -96,33 +95,32 @@ TOOLS: tuple[ToolDef, ...] = (
         VERBS["search"],
         "Find lines in a job's output",
         "Find the lines of a job's stdout/stderr that match pattern (text, or a regex with match_type), running "
-        "or ended, logs of any size: each match with stream, line_number, byte offset and context_lines around it. "
+        "or ended: each match with stream, line_number, byte offset and context_lines around it. "
         "When truncated, pass next_stdout_offset/next_stderr_offset to go on.",
         idempotent=True,
     ),
     ToolDef(
         "wait",
         VERBS["wait"],
-        "Wait for a job to end",
-        "Wait for a job to end, for up to wait_seconds ({wait}): returns when it ends with exit code and "
-        "output, or at the deadline with timed_out true and the output so far. The job is never touched.",
+        "Wait for jobs to end",
+        "Wait up to wait_seconds ({wait}) for a job to end (exit code, output) or a line to match until "
+        "(matched); else timed_out. job_ids or tags: mode any/all, jobs and ended. Jobs are never touched.",
         idempotent=True,
     ),
     ToolDef(
         "kill",
         VERBS["kill"],
-        "Signal a job",
-        "Send a signal (default SIGTERM) to a job's process group and descendants, SIGKILL after the job's "
-        "kill_after; returns the state observed within wait_seconds ({wait}). A job already ended says so "
-        "(already_ended).",
+        "Signal jobs",
+        "Signal (default SIGTERM) a job's process group and descendants (job_ids or tags: several at once), "
+        "SIGKILL after kill_after. Returns the state seen within wait_seconds ({wait}).",
         destructive=True,
     ),
     ToolDef(
         "list_jobs",
         VERBS["list"],
         "List jobs",
-        "List jobs, newest first, with state, command, cwd, tags, exit code and times. By default those whose "
-        "cwd is under the server's; pass cwd or all: true, filter by state or tags. When truncated, pass "
+        "List jobs, newest first, with state, command, cwd, tags, exit code and times: those whose cwd is "
+        "under the server's, or pass cwd or all: true; filter by state or tags. When truncated, pass "
         "next_cursor as cursor.",
         idempotent=True,
     ),
@@ -130,7 +128,7 @@ TOOLS: tuple[ToolDef, ...] = (
         "restart_job",
         VERBS["restart"],
         "Restart a job",
-        "Run a job's definition again under the same job_id: kills what still lives of it, clears its logs, "
+        "Run a job's definition again under the same job_id: kills what lives of it, clears its logs, "
         "starts it and watches it like start_job for up to wait_seconds ({wait}). A `created` job just starts.",
         destructive=True,
     ),
@@ -139,8 +137,8 @@ TOOLS: tuple[ToolDef, ...] = (
         VERBS["delete"],
         "Delete jobs",
         "Remove job directories and their logs: one job by job_id (ended or `created`), or every ended job "
-        "that finished longer ago than finished_older_than (7d, 12h, 45m, 90s). Running jobs and jobs with a "
-        "live process are skipped with their reason; dry_run only reports what would go.",
+        "that finished longer ago than finished_older_than (7d, 12h, 45m, 90s). Live jobs are skipped "
+        "with their reason; dry_run only reports.",
         destructive=True,
     ),
     ToolDef(
@@ -285,7 +283,7 @@ def build_tools(jobs: AsyncJobs, waits: WaitPolicy, policy: Policy | None = None
         if tool.waits:
             bounds = waits.describe(tool)
             description = description.format(wait=bounds)
-            overrides["wait_seconds"] = f"Seconds to wait for the job's end ({bounds}); the job runs on after."
+            overrides["wait_seconds"] = f"Seconds to wait ({bounds}); jobs run on."
         annotations = ToolAnnotations(
             title=tool.title,
             read_only_hint=read_only,

@@ -316,3 +316,28 @@ def test_a_burst_beyond_the_queue_is_recorded_as_undelivered(jobs: Jobs, tmp_pat
     assert len(not_delivered) == burst - MAX_QUEUED
     assert all("not delivered" in e["delivery_results"][0]["error"] for e in not_delivered)
     assert jobs.snapshot(job_id=result.job_id).events.undelivered == burst - MAX_QUEUED
+
+
+def test_matched_events_carry_their_place_in_the_log(jobs: Jobs, tmp_path: Path) -> None:
+    """line_number and offset of each event point at its line in the log, past multi-byte text and reads."""
+    sink = tmp_path / "matches.ndjson"
+    result = jobs.run(
+        command="i=0; while [ $i -lt 20000 ]; do i=$((i+1)); "
+        'if [ $((i % 7)) -eq 0 ]; then echo "héllo MATCH $i"; else echo "été $i"; echo "e $i" >&2; fi; done',
+        on_output_match={"pattern": "MATCH", "stream": "stdout", "notify_file": str(sink)},
+        wait_seconds=60,
+    )
+    assert result.state == "exited"
+    job_dir = settled(jobs, result.job_id)
+    raw = (job_dir / "stdout.log").read_bytes()
+    expected, offset = [], 0
+    for number, line in enumerate(raw.split(b"\n")[:-1], 1):
+        if b"MATCH" in line:
+            expected.append((number, offset))
+        offset += len(line) + 1
+    recorded = lines_of(job_dir / "notification_events.ndjson")
+    assert [(e["line_number"], e["offset"]) for e in recorded] == expected
+    assert [(e["line_number"], e["offset"]) for e in lines_of(sink)] == expected
+    assert result.events is not None and result.events.matched > 0  # run_job's payload carries them too
+    events = jobs.snapshot(job_id=result.job_id).events
+    assert (events.line_number, events.offset) == expected[-1]

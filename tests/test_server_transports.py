@@ -282,7 +282,7 @@ async def test_tags_events_and_retention_tools_over_stdio(connect, tmp_path: Pat
         supervisor = json.loads((Path(ran["stdout_log_path"]).parent / "state.json").read_text())["supervisor_pid"]
         wait_exit(supervisor)  # every delivery done
         events = (await s.ok("snapshot", {"job_id": ran["job_id"]}))["events"]
-        assert events == {"matched": 2, "last_line": "ERROR two"}
+        assert events == {"matched": 2, "last_line": "ERROR two", "line_number": 3, "offset": 15}
         (finished,) = [json.loads(line) for line in sink.read_text().splitlines()]
         assert (finished["event_type"], finished["job_id"], finished["exit_code"]) == ("job.finished", ran["job_id"], 0)
 

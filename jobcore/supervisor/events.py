@@ -73,6 +73,8 @@ class Notifier:
         self.matched = 0
         self.undelivered = 0
         self.last_line: str | None = None
+        #: Where the last matched line starts in its log: (line number, byte offset).
+        self.last_place: tuple[int, int] | None = None
         #: Why the trigger was turned off for this job, once it was.
         self.disabled: str | None = None
         #: The counters changed since ``triggers.json`` was last written.
@@ -127,10 +129,11 @@ class Notifier:
         """Bytes the logs may hand over before matching catches up."""
         return self._matcher.room() if self._matcher is not None else QUEUE_HIGH_WATER
 
-    def on_lines(self, stream: str, lines: list[bytes]) -> None:
-        """Queue complete lines for matching (:meth:`match_pending` does it)."""
+    def on_lines(self, stream: str, lines: list[bytes], offset: int, line_number: int) -> None:
+        """Queue complete lines for matching (:meth:`match_pending` does it); the first starts at
+        byte ``offset`` of its log and is line ``line_number`` there."""
         if self._matcher is not None and self.watches(stream):
-            self._matcher.add(stream, lines)
+            self._matcher.add(stream, lines, offset, line_number)
 
     def match_pending(self) -> None:
         """Match queued lines for up to a turn's CPU time and deliver what matched."""
@@ -140,19 +143,20 @@ class Notifier:
                 matcher.idle()
             return
         found, disable = matcher.turn()
-        for stream, line in found:
-            self._on_match(stream, line)
+        for stream, line, line_number, offset in found:
+            self._on_match(stream, line, line_number, offset)
         if disable is not None:
             self._disable(disable)
         self._advance_queue()
 
-    def _on_match(self, stream: str, line: str) -> None:
+    def _on_match(self, stream: str, line: str, line_number: int, offset: int) -> None:
         trigger = self.trigger
         assert trigger is not None  # lines are matched only for a trigger
         self.matched += 1
         self.last_line = line
+        self.last_place = (line_number, offset)
         self.counters_changed = True
-        event = records.trigger_event(self.meta, self.job_dir, self.matched, trigger, stream, line)
+        event = records.trigger_event(self.meta, self.job_dir, self.matched, trigger, stream, line, line_number, offset)
         if trigger.get("notify_file"):
             error = append_line(trigger["notify_file"], records.without_results(event))
             event["delivery_results"].append(records.delivery_result("file", trigger["notify_file"], error))
@@ -211,7 +215,7 @@ class Notifier:
             head.command = None
 
     def counters(self) -> records.TriggerCounters:
-        return records.trigger_counters(self.matched, self.undelivered, self.last_line, self.disabled)
+        return records.trigger_counters(self.matched, self.undelivered, self.last_line, self.disabled, self.last_place)
 
     # --- notify commands, as tracked children -------------------------------------------
 

@@ -29,7 +29,7 @@ class LogFollower:
         stream: str,
         full_fd: int,
         full_path: str,
-        on_lines: Callable[[str, list[bytes]], None],
+        on_lines: Callable[[str, list[bytes], int, int], None],
         errors: fsio.WriteErrorTally,
     ) -> None:
         self._path = path
@@ -41,6 +41,9 @@ class LogFollower:
         self._on_lines = on_lines
         self._errors = errors
         self._partial = b""
+        # Where the next line handed on starts in the log: its byte offset and its number.
+        self._offset = 0
+        self._line_number = 1
 
     def pump(self, budget: int = PUMP_BUDGET) -> int:
         """Copy what is new, up to ``budget`` bytes; returns how many were copied."""
@@ -56,20 +59,23 @@ class LogFollower:
             total += len(data)
             lines = (self._partial + data).split(b"\n")
             self._partial = lines.pop()
+            whole = True
             if len(self._partial) > _PARTIAL_LINE_CAP:
                 lines.append(self._partial)
                 self._partial = b""
-            self._emit(lines)
+                whole = False
+            self._emit(lines, whole)
         return total
 
     def flush(self) -> None:
         while self.pump():
             pass
         if self._partial:
-            self._emit([self._partial])
+            self._emit([self._partial], whole=False)
             self._partial = b""
 
-    def _emit(self, lines: list[bytes]) -> None:
+    def _emit(self, lines: list[bytes], whole: bool) -> None:
+        """Copy ``lines`` to full.log and hand them on; ``whole``: the last one ended with a newline."""
         if not lines:
             return
         prefix = fsio.now_rfc3339().encode() + b" [" + self._label + b"] "
@@ -81,4 +87,7 @@ class LogFollower:
         except OSError as exc:
             # The lines stay in stdout.log / stderr.log: only full.log's copy is short.
             self._errors.note(fsio.describe(exc, self._full_path), full_log_bytes=len(view))
-        self._on_lines(self.stream, lines)
+        self._on_lines(self.stream, lines, self._offset, self._line_number)
+        newlines = len(lines) if whole else len(lines) - 1
+        self._offset += sum(map(len, lines)) + newlines
+        self._line_number += newlines

@@ -48,8 +48,9 @@ class Matcher:
             import re  # only for regex triggers: it costs every other launch ~3 ms
 
             self._regex = re.compile(self.pattern)
-        # Lines waiting to be matched: (stream, lines) batches, the head read from _head on.
-        self._lines: list[tuple[str, list[bytes]]] = []
+        # Lines waiting to be matched: (stream, lines, offset, line number) batches, the head
+        # read from _head on; offset and line number are those of the batch's next line.
+        self._lines: list[tuple[str, list[bytes], int, int]] = []
         self._head = 0
         self._queued = 0
         # Read by the tick handler: the line being matched (0: none), the last one it saw.
@@ -65,8 +66,8 @@ class Matcher:
         """Bytes the logs may hand over before matching catches up."""
         return max(0, QUEUE_HIGH_WATER - self._queued)
 
-    def add(self, stream: str, lines: list[bytes]) -> None:
-        self._lines.append((stream, lines))
+    def add(self, stream: str, lines: list[bytes], offset: int, line_number: int) -> None:
+        self._lines.append((stream, lines, offset, line_number))
         self._queued += sum(map(len, lines)) + _LINE_ALLOWANCE * len(lines)
 
     def clear(self) -> None:
@@ -81,16 +82,16 @@ class Matcher:
         """Nothing is queued: matching is not behind."""
         self._behind_ticks = 0
 
-    def turn(self) -> tuple[list[tuple[str, str]], str | None]:
-        """Match queued lines for up to a turn's CPU time: the (stream, line) pairs that
-        matched, and why the trigger is to be disabled, if it is.
+    def turn(self) -> tuple[list[tuple[str, str, int, int]], str | None]:
+        """Match queued lines for up to a turn's CPU time: the (stream, line, line number,
+        byte offset) of those that matched, and why the trigger is to be disabled, if it is.
 
         A CPU-time timer ticks while we match; its handler counts the turn's ticks and
         raises into a match still on the same line after the line limit (``re`` looks at
         signals while it runs), so no pattern holds the supervisor longer than that.
         """
         self._ticks = 0
-        found: list[tuple[str, str]] = []
+        found: list[tuple[str, str, int, int]] = []
         runaway = False
         _signal.setitimer(_signal.ITIMER_PROF, _TICK_S, _TICK_S)
         try:
@@ -110,12 +111,12 @@ class Matcher:
             self._behind_ticks = 0
         return found, None
 
-    def _match_turn(self, found: list[tuple[str, str]]) -> None:
+    def _match_turn(self, found: list[tuple[str, str, int, int]]) -> None:
         search = self._regex.search if self._regex is not None else None
         pattern = self.pattern
         serial = self._line_serial
         while self._lines and self._ticks < _TURN_TICKS:
-            stream, lines = self._lines[0]
+            stream, lines, offset, number = self._lines[0]
             start = i = self._head
             while i < len(lines) and self._ticks < _TURN_TICKS:
                 raw = lines[i]
@@ -126,11 +127,14 @@ class Matcher:
                 hit = search(line) if search is not None else pattern in line
                 self._current = 0
                 if hit:
-                    found.append((stream, line))
+                    found.append((stream, line, number, offset))
+                offset += len(raw) + 1
+                number += 1
             self._line_serial = serial
             self._queued -= sum(map(len, lines[start:i])) + _LINE_ALLOWANCE * (i - start)
             if i < len(lines):
                 self._head = i
+                self._lines[0] = (stream, lines, offset, number)
             else:
                 self._lines.pop(0)  # few batches: each is up to a read's worth of lines
                 self._head = 0

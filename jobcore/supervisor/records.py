@@ -121,6 +121,8 @@ if TYPE_CHECKING:
         match_type: str
         stream: str
         line: str
+        line_number: int
+        offset: int
         delivery_results: list[DeliveryResult]
 
     class TriggerDisabledEvent(EventBase):
@@ -138,6 +140,8 @@ if TYPE_CHECKING:
         matched: int
         undelivered: int
         last_line: NotRequired[str]
+        line_number: NotRequired[int]
+        offset: NotRequired[int]
         disabled: NotRequired[str]
 
     Event = FinishedEvent | TriggerEvent | TriggerDisabledEvent
@@ -331,9 +335,17 @@ def finished_event(meta: MetaRecord, job_dir: str, state: StateRecord) -> Finish
 
 
 def trigger_event(
-    meta: MetaRecord, job_dir: str, seq: int, trigger: TriggerSpec, stream: str, line: str
+    meta: MetaRecord,
+    job_dir: str,
+    seq: int,
+    trigger: TriggerSpec,
+    stream: str,
+    line: str,
+    line_number: int,
+    offset: int,
 ) -> TriggerEvent:
-    """``job.output.matched`` for the ``seq``-th line the trigger matched."""
+    """``job.output.matched`` for the ``seq``-th line the trigger matched: line ``line_number``
+    of its stream, starting at byte ``offset`` of its log."""
     event: Any = event_base(meta, "job.output.matched", job_dir)
     event.update(
         seq=seq,
@@ -341,6 +353,8 @@ def trigger_event(
         match_type=trigger.get("match_type", "contains"),
         stream=stream,
         line=line,
+        line_number=line_number,
+        offset=offset,
         delivery_results=[],
     )
     return event
@@ -373,11 +387,20 @@ def without_results(event: Event) -> dict[str, Any]:
     return {k: v for k, v in event.items() if k != "delivery_results"}
 
 
-def trigger_counters(matched: int, undelivered: int, last_line: str | None, disabled: str | None) -> TriggerCounters:
-    """``triggers.json``; ``last_line`` is cut to :data:`LAST_LINE_CHARS` characters."""
+def trigger_counters(
+    matched: int,
+    undelivered: int,
+    last_line: str | None,
+    disabled: str | None,
+    last_place: tuple[int, int] | None = None,
+) -> TriggerCounters:
+    """``triggers.json``; ``last_line`` is cut to :data:`LAST_LINE_CHARS` characters, ``last_place``
+    is its (line number, byte offset)."""
     counters: TriggerCounters = {"matched": matched, "undelivered": undelivered}
     if last_line is not None:
         counters["last_line"] = last_line[:LAST_LINE_CHARS]
+    if last_place is not None:
+        counters["line_number"], counters["offset"] = last_place
     if disabled is not None:
         counters["disabled"] = disabled
     return counters

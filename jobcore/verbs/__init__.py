@@ -22,7 +22,9 @@ from ..inputs import (
     RunInput,
     SearchInput,
     SnapshotInput,
+    StartInput,
     TagInput,
+    WaitInput,
     WatchInput,
     parse,
 )
@@ -82,12 +84,12 @@ VERBS: dict[str, Verb] = {
     verb.name: verb
     for verb in (
         Verb("create", JobSpec, CreatePayload, create),
-        Verb("start", WatchInput, LaunchPayload, start, wait_default_s=DEFAULT_LAUNCH_WAIT_S),
+        Verb("start", StartInput, LaunchPayload, start, wait_default_s=DEFAULT_LAUNCH_WAIT_S),
         Verb("run", RunInput, LaunchPayload, run, wait_default_s=DEFAULT_LAUNCH_WAIT_S),
         Verb("restart", WatchInput, LaunchPayload, restart, wait_default_s=DEFAULT_LAUNCH_WAIT_S),
         Verb("snapshot", SnapshotInput, SnapshotPayload, snapshot, read_only=True),
         Verb("search", SearchInput, SearchPayload, search, read_only=True),
-        Verb("wait", WatchInput, WaitPayload, wait, wait_default_s=DEFAULT_WAIT_S, read_only=True),
+        Verb("wait", WaitInput, WaitPayload, wait, wait_default_s=DEFAULT_WAIT_S, read_only=True),
         Verb("kill", KillInput, KillPayload, kill, wait_default_s=DEFAULT_KILL_WAIT_S),
         Verb("list", ListInput, ListPayload, list_jobs, read_only=True),
         Verb("delete", DeleteInput, DeletePayload, delete),

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 from .. import logs
 from ..budget import fit_snapshot
-from ..inputs import MAX_BYTES_CAP, WatchOptions
+from ..inotify import Inotify
+from ..inputs import MAX_BYTES_CAP, Until, WatchOptions
+from ..linewatch import LineWatch, watches
 from ..payloads import Events, LaunchPayload, Payload, Snapshot
 from ..store import JobDir
 from ..supervisor import fsio, procs, records
@@ -51,6 +53,8 @@ def events(jd: JobDir) -> Events | None:
     return Events(
         matched=counters["matched"],
         last_line=counters.get("last_line"),
+        line_number=counters.get("line_number"),
+        offset=counters.get("offset"),
         undelivered=counters.get("undelivered") or None,
         disabled=counters.get("disabled"),
     )
@@ -81,28 +85,79 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def wait_for_end(jd: JobDir, deadline: float) -> Flow[dict[str, Any]]:
-    """The job's state once it has ended, or at the deadline; woken by the end itself.
+def wait_for_end(jd: JobDir, deadline: float, watch: LineWatch | None = None) -> Flow[dict[str, Any]]:
+    """The job's state once it has ended, or at the deadline, or once ``watch`` found its line.
 
     The supervisor holds the job's wake FIFO open for writing while the command runs;
     our read end hangs up the moment it closes it (after writing the end) or dies.
-    The FIFO is opened before the state is read, so no end can slip between the two.
+    The FIFO is opened before the state is read, so no end can slip between the two;
+    the logs are scanned after the state is read, so an ended job's last lines are seen.
     """
     while True:
         with ExitStack() as stack:
             fifo = os.open(jd.file(fsio.WAKE_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             stack.callback(os.close, fifo)
+            if watch is not None:
+                watch.notify.drain()
             state = jd.observed_state()
+            if watch is not None and watch.check() is not None:
+                return state
             remaining = deadline - time.monotonic()
             if records.is_ended(state) or remaining <= 0:
                 return state
-            request = WaitFor([fifo], remaining)
+            lines = [] if watch is None else [watch.notify.fd]
+            request = WaitFor([fifo, *lines], remaining)
             if state.get("reason") == "supervisor_lost":
                 leader = _pidfd(state["pid"]) if procs.is_alive(state["pid"]) else None
                 if leader is not None:
                     stack.callback(os.close, leader)
-                request = WaitFor([leader] if leader is not None else [], min(remaining, LOST_RECHECK_S))
+                fds = [leader] if leader is not None else []
+                request = WaitFor([*fds, *lines], min(remaining, LOST_RECHECK_S))
             yield request
+
+
+def wait_for_ends(
+    jds: list[JobDir],
+    line_watches: list[LineWatch | None],
+    notify: Inotify | None,
+    mode: str,
+    deadline: float,
+) -> Flow[tuple[dict[str, dict[str, Any]], list[str]]]:
+    """Every job's state, and the ids of those that ended (or matched), first first.
+
+    Like :func:`wait_for_end`, on all the jobs' wake FIFOs at once: each FIFO is opened before
+    its job's state is read, and only the FIFOs of jobs still running are waited on.
+    """
+    states: dict[str, dict[str, Any]] = {}
+    ended: list[str] = []
+    while True:
+        with ExitStack() as stack:
+            if notify is not None:
+                notify.drain()
+            fifos: list[int] = []
+            lost = False
+            pending = 0
+            newly: list[tuple[str, str]] = []
+            for jd, watch in zip(jds, line_watches, strict=True):
+                if jd.job_id in ended:
+                    continue
+                fifo = os.open(jd.file(fsio.WAKE_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                stack.callback(os.close, fifo)
+                state = states[jd.job_id] = jd.observed_state()
+                if records.is_ended(state) or (watch is not None and watch.check() is not None):
+                    newly.append((state.get("finished_at") or "~", jd.job_id))
+                    continue
+                pending += 1
+                if state.get("reason") == "supervisor_lost":
+                    lost = True  # its FIFO hangs up for good: look again now and then instead
+                else:
+                    fifos.append(fifo)
+            ended.extend(job_id for _, job_id in sorted(newly))
+            remaining = deadline - time.monotonic()
+            if (ended if mode == "any" else not pending) or remaining <= 0:
+                return states, ended
+            lines = [] if notify is None else [notify.fd]
+            yield WaitFor([*fifos, *lines], min(remaining, LOST_RECHECK_S) if lost else remaining)
 
 
 def wait_any_exit(pids: list[int], timeout: float) -> Flow[None]:
@@ -160,11 +215,17 @@ def watch_launched(
     budget: int | None,
     *,
     existing: bool = False,
+    until: Until | None = None,
 ) -> Flow[LaunchPayload]:
-    """Watch a job just launched until it ends or ``wait_seconds`` pass: the payload of start, run and restart."""
+    """Watch a job just launched until it ends, ``until`` matches or ``wait_seconds`` pass.
+
+    The payload of start, run and restart.
+    """
     wait_s = DEFAULT_LAUNCH_WAIT_S if watch.wait_seconds is None else watch.wait_seconds
     observed_from = time.monotonic()
-    state = yield from wait_for_end(jd, observed_from + wait_s)
+    with Inotify() as notify:
+        [line_watch] = watches([jd], until, notify)
+        state = yield from wait_for_end(jd, observed_from + wait_s, line_watch)
     now = time.monotonic()
     meta = jd.read_meta()
     ended = records.is_ended(state)
@@ -184,6 +245,8 @@ def watch_launched(
             final_snapshot=snap if ended else None,
             lowered_to=lowered,
             existing=existing or None,
+            events=events(jd),
+            matched=None if line_watch is None else line_watch.matched,
             **(records.end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
         )
 

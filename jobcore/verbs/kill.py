@@ -21,7 +21,8 @@ from ..supervisor import fsio, procs, records
 from ..times import epoch
 from ..waiting import Flow
 from ._context import Context
-from ._observe import SUPERVISOR_GRACE_S, kill_supervisor, ms, stop_job, wait_for_end
+from ._many import job_end, many_jobs
+from ._observe import SUPERVISOR_GRACE_S, kill_supervisor, ms, stop_job, wait_for_end, wait_for_ends
 
 #: How long kill observes the end when no ``wait_seconds`` is given.
 DEFAULT_KILL_WAIT_S = 3.0
@@ -30,6 +31,8 @@ _NOT_ENDING = frozenset({signal.SIGUSR1, signal.SIGUSR2})
 
 
 def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
+    if inp.job_id is None:
+        return (yield from _kill_many(ctx, inp))
     jd = ctx.store.open(inp.job_id)
     state = jd.observed_state()
     if records.status(state) == "created":
@@ -46,12 +49,7 @@ def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
         state = yield from end_job(jd, supervisor, inp.signal, deadline)
         sent: str | None = inp.signal
     else:
-        # Signals that end nothing go straight to the job, in the order they are asked for
-        # (a request file holds only the last); an ended job may have left processes behind.
-        sent = inp.signal if procs.job_processes(jd.job_id, state.get("pid")) else None
-        if sent is not None and signum not in _NOT_ENDING:
-            request_kill(jd, inp.signal)
-        state = yield from _end_directly(jd, state, supervisor, signum, deadline)
+        sent, state = yield from _kill_directly(jd, state, supervisor, inp.signal, deadline)
     end = records.end_fields(state) if records.is_ended(state) else {}
     return KillPayload(
         job_id=jd.job_id,
@@ -64,6 +62,60 @@ def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
         reason=end.get("reason"),
         observed_within_ms=ms(time.monotonic() - begun),
     )
+
+
+def _kill_many(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
+    """Every live job named is signalled at once (each supervisor asked before any answer is
+    awaited), then all are watched together; the rare ones that need more are seen to in turn."""
+    jds = many_jobs(ctx, inp)
+    begun = time.monotonic()
+    signum = getattr(signal, inp.signal)
+    wait_s = DEFAULT_KILL_WAIT_S if inp.wait_seconds is None else inp.wait_seconds
+    deadline = begun if signum in _NOT_ENDING else begun + wait_s
+    states = {jd.job_id: jd.observed_state() for jd in jds}
+    asked: dict[str, tuple[int, str]] = {}
+    for jd in jds:
+        state = states[jd.job_id]
+        if records.status(state) == "created" or records.is_ended(state) or signum in _NOT_ENDING:
+            continue
+        if (supervisor := live_supervisor(jd, state)) is not None:
+            asked[jd.job_id] = (supervisor, ask_supervisor(jd, supervisor, inp.signal))
+    if asked:
+        watched = [jd for jd in jds if jd.job_id in asked]
+        seen, _ = yield from wait_for_ends(
+            watched, [None] * len(watched), None, "all", min(deadline, begun + SUPERVISOR_GRACE_S)
+        )
+        states.update(seen)
+    for jd in jds:
+        state = states[jd.job_id]
+        if jd.job_id in asked:
+            supervisor, requested_at = asked[jd.job_id]
+            states[jd.job_id] = yield from follow_kill(jd, state, supervisor, inp.signal, requested_at, begun, deadline)
+        elif records.status(state) != "created":
+            _, states[jd.job_id] = yield from _kill_directly(
+                jd, state, live_supervisor(jd, state), inp.signal, deadline
+            )
+    return KillPayload(
+        signal=inp.signal,
+        observed_within_ms=ms(time.monotonic() - begun),
+        jobs=[job_end(jd.job_id, states[jd.job_id]) for jd in jds],
+    )
+
+
+def _kill_directly(
+    jd: JobDir, state: dict[str, Any], supervisor: int | None, signal_name: str, deadline: float
+) -> Flow[tuple[str | None, dict[str, Any]]]:
+    """Signal the job's processes ourselves: the signal sent (None: no process was left) and the state.
+
+    Signals that end nothing go straight to the job, in the order they are asked for
+    (a request file holds only the last); an ended job may have left processes behind.
+    """
+    signum = getattr(signal, signal_name)
+    sent = signal_name if procs.job_processes(jd.job_id, state.get("pid")) else None
+    if sent is not None and signum not in _NOT_ENDING:
+        request_kill(jd, signal_name)
+    state = yield from _end_directly(jd, state, supervisor, signum, deadline)
+    return sent, state
 
 
 def live_supervisor(jd: JobDir, state: dict[str, Any]) -> int | None:
@@ -96,15 +148,34 @@ def end_job(jd: JobDir, supervisor: int, signal_name: str, deadline: float) -> F
     escalate after ``kill_after``; should no end come a grace after that, we SIGKILL ourselves.
     """
     begun = time.monotonic()
-    signum = getattr(signal, signal_name)
+    requested_at = ask_supervisor(jd, supervisor, signal_name)
+    state = yield from wait_for_end(jd, min(deadline, begun + SUPERVISOR_GRACE_S))
+    return (yield from follow_kill(jd, state, supervisor, signal_name, requested_at, begun, deadline))
+
+
+def ask_supervisor(jd: JobDir, supervisor: int, signal_name: str) -> str:
+    """Write ``kill.json`` and wake the supervisor with SIGUSR1; returns the request's time."""
     requested_at = request_kill(jd, signal_name)
     try:
         os.kill(supervisor, signal.SIGUSR1)
     except ProcessLookupError:
-        pass  # gone since: the end is recorded as a lost supervisor's, or below by us
-    state = yield from wait_for_end(jd, min(deadline, begun + SUPERVISOR_GRACE_S))
+        pass  # gone since: the end is recorded as a lost supervisor's, or later by us
+    return requested_at
+
+
+def follow_kill(
+    jd: JobDir,
+    state: dict[str, Any],
+    supervisor: int,
+    signal_name: str,
+    requested_at: str,
+    begun: float,
+    deadline: float,
+) -> Flow[dict[str, Any]]:
+    """After a grace since the request at ``begun``: trust, escalate or end it ourselves (see end_job)."""
     if records.is_ended(state) or time.monotonic() >= deadline:
         return state
+    signum = getattr(signal, signal_name)
     kill_after = jd.read_meta()["kill_after_ms"] / 1000
     if not _acknowledged(jd, requested_at):
         return (yield from _end_directly(jd, state, supervisor, signum, deadline, kill_after))

@@ -6,7 +6,7 @@ import time
 
 from ..errors import JobError
 from ..idempotency import forget
-from ..inputs import RunInput, WatchInput
+from ..inputs import RunInput, StartInput
 from ..payloads import LaunchPayload
 from ..retention import auto_clean
 from ..supervisor import records
@@ -17,7 +17,7 @@ from ._observe import capped_max_bytes, watch_launched
 from .create import keyed_job
 
 
-def start(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
+def start(ctx: Context, inp: StartInput) -> Flow[LaunchPayload]:
     started = time.monotonic()
     max_bytes, lowered = capped_max_bytes(inp.max_bytes)
     jd = ctx.store.open(inp.job_id)
@@ -33,7 +33,7 @@ def start(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
         with launch_slot(ctx, jd):
             launch_job(ctx, jd)
     auto_clean(ctx.store.root)
-    return (yield from watch_launched("start", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))
+    return (yield from watch_launched("start", jd, inp, started, max_bytes, lowered, ctx.budget_bytes, until=inp.until))
 
 
 def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
@@ -42,7 +42,11 @@ def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
     check_room(ctx)  # a full store refuses before creating anything
     jd, existing = keyed_job(ctx, inp)
     if existing:
-        return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered, ctx.budget_bytes, existing=True))
+        return (
+            yield from watch_launched(
+                "run", jd, inp, started, max_bytes, lowered, ctx.budget_bytes, existing=True, until=inp.until
+            )
+        )
     with jd.lock():
         try:
             with launch_slot(ctx, jd):
@@ -54,4 +58,4 @@ def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
                     forget(ctx.store, inp.idempotency_key, jd.job_id)
             raise
     auto_clean(ctx.store.root)
-    return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))
+    return (yield from watch_launched("run", jd, inp, started, max_bytes, lowered, ctx.budget_bytes, until=inp.until))
