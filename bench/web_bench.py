@@ -8,6 +8,7 @@ process, over the same store: what any view of every job costs before a byte of 
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -51,8 +52,8 @@ def measure() -> list[Row]:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp)
         try:
             assert proc.stderr is not None
-            link = next(line for line in proc.stderr if "web page at" in line).rsplit(" ", 1)[1].strip()
-            base = link.split("/?", 1)[0]
+            line = next(line for line in proc.stderr if "web page at" in line)
+            base = re.search(r"web page at (http://\S+?)/", line).group(1)  # the link carries no token off a tty
             page, listing = [], []
             jobs = Jobs(root)
             with httpx2.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
