@@ -28,7 +28,7 @@ def _median_ms(samples: list[float]) -> str:
     return f"{statistics.median(samples) * 1000:.2f} ms"
 
 
-def _read_fifo(path: Path) -> float:
+def read_fifo(path: Path) -> float:
     """Block until someone writes a line to ``path``; the time it arrived."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -49,7 +49,7 @@ def _launch(jobs: Jobs, work: Path) -> Row:
     def plain() -> float:
         t0 = time.perf_counter()
         proc = subprocess.Popen(["sh", "-c", command])
-        took = _read_fifo(fifo) - t0
+        took = read_fifo(fifo) - t0
         proc.wait()
         return took
 
@@ -64,7 +64,7 @@ def _launch(jobs: Jobs, work: Path) -> Row:
 def _launch_once(jobs: Jobs, fifo: Path) -> float:
     t0 = time.perf_counter()
     jobs.run(command=f"echo x > {fifo}", wait_seconds=0)
-    return _read_fifo(fifo) - t0
+    return read_fifo(fifo) - t0
 
 
 @contextmanager

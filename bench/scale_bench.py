@@ -15,7 +15,6 @@ N is 200. ``AGENT_JOBS_BENCH_MANY=1000`` (any number) adds the same rows for tha
 from __future__ import annotations
 
 import os
-import select
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 
 from jobcore.supervisor import procs
 
+from .jobcore_bench import read_fifo
 from .table import Row
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,17 +62,6 @@ def _server_pids(root: Path) -> list[int]:
             if b"serve" in argv and os.fsencode(root) in argv:
                 found.append(int(name))
     return found
-
-
-def _read_fifo(path: Path) -> float:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        select.select([fd], [], [])
-        stamp = time.perf_counter()
-        os.read(fd, 64)
-        return stamp
-    finally:
-        os.close(fd)
 
 
 class _Pinger:
@@ -183,12 +172,12 @@ async def _first_instruction(client: Any, work: Path) -> Row:
     for _ in range(FIRST_ROUNDS):
         t0 = time.perf_counter()
         await client.call_tool("run_job", {"command": command, "wait_seconds": 0})
-        ours.append(_read_fifo(fifo) - t0)
+        ours.append(read_fifo(fifo) - t0)
     plain = []
     for _ in range(FIRST_ROUNDS):
         t0 = time.perf_counter()
         proc = subprocess.Popen(["sh", "-c", command])
-        plain.append(_read_fifo(fifo) - t0)
+        plain.append(read_fifo(fifo) - t0)
         proc.wait()
     return Row(
         "first instruction after the run_job call, stdio (median)",
