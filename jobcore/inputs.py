@@ -99,23 +99,28 @@ def _check_tags(tags: list[str]) -> list[str]:
     return out
 
 
-class OutputMatch(_Input):
-    """A trigger: every new complete output line that matches emits a ``job.output.matched`` event."""
+class _LineMatch(_Input):
+    """A line pattern: what a trigger and an ``until`` share, the regex checked to compile."""
 
     pattern: NonEmptyStr
     match_type: Literal["contains", "regex"] = "contains"
     stream: Literal["stdout", "stderr", "either"] = "either"
-    notify_command: NonEmptyStr | None = Field(None, description="Shell command run per event, on stdin.")
-    notify_file: NonEmptyStr | None = Field(None, description="File events are appended to (JSON lines).")
 
     @model_validator(mode="after")
-    def _regex_compiles(self) -> OutputMatch:
+    def _regex_compiles(self) -> _LineMatch:
         if self.match_type == "regex":
             try:
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"bad regex {self.pattern!r}: {exc}") from None
         return self
+
+
+class OutputMatch(_LineMatch):
+    """A trigger: every new complete output line that matches emits a ``job.output.matched`` event."""
+
+    notify_command: NonEmptyStr | None = Field(None, description="Shell command run per event, on stdin.")
+    notify_file: NonEmptyStr | None = Field(None, description="File events are appended to (JSON lines).")
 
 
 class JobSpec(_Input):
@@ -169,21 +174,8 @@ class JobSpec(_Input):
         return _check_tags(v)
 
 
-class Until(_Input):
+class Until(_LineMatch):
     """Return as soon as a complete output line matches (lines already written count)."""
-
-    pattern: NonEmptyStr
-    match_type: Literal["contains", "regex"] = "contains"
-    stream: Literal["stdout", "stderr", "either"] = "either"
-
-    @model_validator(mode="after")
-    def _regex_compiles(self) -> Until:
-        if self.match_type == "regex":
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"bad regex {self.pattern!r}: {exc}") from None
-        return self
 
 
 class WatchOptions(_Input):
