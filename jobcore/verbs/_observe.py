@@ -229,6 +229,7 @@ def watch_launched(
     now = time.monotonic()
     meta = jd.read_meta()
     ended = records.is_ended(state)
+    found_events = events(jd)
 
     def build(snap: Snapshot) -> LaunchPayload:
         return LaunchPayload(
@@ -245,7 +246,7 @@ def watch_launched(
             final_snapshot=snap if ended else None,
             lowered_to=lowered,
             existing=existing or None,
-            events=events(jd),
+            events=found_events,
             matched=None if line_watch is None else line_watch.matched,
             **(records.end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
         )

@@ -34,6 +34,7 @@ def wait(ctx: Context, inp: WaitInput) -> Flow[WaitPayload]:
     waited_ms = ms(time.monotonic() - begun)
     ended = records.is_ended(state)
     matched = None if line_watch is None else line_watch.matched
+    found_events = events(jd)
 
     def build(snap: Snapshot) -> WaitPayload:
         return WaitPayload(
@@ -41,7 +42,7 @@ def wait(ctx: Context, inp: WaitInput) -> Flow[WaitPayload]:
             state=records.status(state),
             waited_ms=waited_ms,
             timed_out=not ended and matched is None,
-            events=events(jd),
+            events=found_events,
             snapshot=None if ended else snap,
             final_snapshot=snap if ended else None,
             matched=matched,
