@@ -31,7 +31,7 @@ from tests.helpers import Fifo, wait_exit
 @pytest.fixture
 def trusted(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows are trusted as soon as they are read, so a stale one would stay stale."""
-    monkeypatch.setattr(index, "SETTLE_NS", 0)
+    monkeypatch.setattr(index._files, "SETTLE_NS", 0)
 
 
 def _listed(jobs: Jobs, **args: Any) -> list[dict[str, Any]]:
@@ -161,7 +161,7 @@ def test_a_row_not_on_any_page_is_checked_within_a_sweep(
 ) -> None:
     """An ended job's record edited by hand, matched by no page: filters see it within
     ceil(jobs / SWEEP_ROWS) reads."""
-    monkeypatch.setattr(index, "SWEEP_ROWS", 2)
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS", 2)
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 6)
     _assert_agree(jobs)
@@ -176,7 +176,7 @@ def test_a_row_not_on_any_page_is_checked_within_a_sweep(
 def test_tag_job_is_seen_by_a_filter_at_once(
     job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 4)
     jobs.list(all=True)
@@ -187,7 +187,7 @@ def test_tag_job_is_seen_by_a_filter_at_once(
 def test_a_restarted_job_is_seen_by_a_state_filter_at_once(
     job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
     jobs = Jobs(job_root)
     started, release = Fifo(tmp_path / "started"), Fifo(tmp_path / "release")
     job = jobs.run(command=f"echo x > {started}; read x < {release}", cwd=str(tmp_path), wait_seconds=0)

@@ -1,0 +1,145 @@
+"""Keeping the index's rows current with the files: the sync before each read, the sweep of
+ended jobs, the re-check of a page, and writing the rows of jobs read."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import JobError
+from ..store import FILE_MODE, JobDir
+from ..supervisor import fsio, records
+from ._db import index_path, set_setting, setting, writing
+from ._files import MISSING, UNTRUSTED, read, row_of, stat_sig, trusted
+
+#: Where the sweep has got to: a position lost or torn only restarts the sweep.
+SWEEP_FILE = "sweep"
+#: Rows of ended jobs re-checked on each read, in turn: every row is checked within
+#: ``ceil(jobs / SWEEP_ROWS)`` reads even if no read returns it.
+SWEEP_ROWS = 500
+#: New records read per transaction when (re)building, so other processes are not held up long.
+CHUNK = 2000
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+_COLUMNS = (
+    "id, readable, created_at, created_ns, cwd, command, tags, state, exit_code, reason,"
+    " started_at, finished_at, updated_at, meta_sig, state_sig, volatile"
+)
+_INSERT = f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES ({', '.join(':' + c.strip() for c in _COLUMNS.split(','))})"
+
+
+def sync(db: sqlite3.Connection, root: Path) -> None:
+    """Bring the rows up to date with the files, reading only what may have changed:
+    the root's entries (when the root changed), the jobs not ended, and a turn of the sweep.
+    Nothing is written when nothing changed, so a quiet store costs no commit."""
+    now = time.time_ns()
+    info = os.stat(root)
+    changed = max(info.st_mtime_ns, info.st_ctime_ns)
+    root_sig = trusted(f"{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}", changed, now)
+    stored_sig = setting(db, "root")
+    if root_sig == UNTRUSTED or stored_sig != root_sig:
+        # Sets of plain strings, the name filter applied to the new names alone: at 100,000
+        # jobs this listing is most of a read's cost.
+        names = set(os.listdir(root))
+        known = set((db.execute("SELECT group_concat(id, ' ') FROM jobs").fetchone()[0] or "").split())
+        new = sorted(n for n in names - known if _JOB_ID.fullmatch(n))
+        # A row is dropped only when its directory is gone now, not merely absent from an older listing.
+        gone = sorted(i for i in known - names if not os.path.isdir(f"{root}/{i}"))
+        for start in range(0, len(new), CHUNK):
+            with writing(db):
+                store_rows(db, root, new[start : start + CHUNK])
+        if gone or stored_sig != root_sig:
+            with writing(db):
+                delete_rows(db, gone)
+                set_setting(db, "root", root_sig)
+    volatile = db.execute("SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 1").fetchall()
+    swept = db.execute(
+        "SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 0 AND id > ? ORDER BY id LIMIT ?",
+        (_sweep_position(root), SWEEP_ROWS),
+    ).fetchall()
+    _save_sweep_position(root, swept[-1][0] if swept and len(swept) == SWEEP_ROWS else "")
+    if changed := _changed(root, volatile + swept):
+        with writing(db):
+            store_rows(db, root, changed)
+
+
+def _sweep_path(root: Path) -> Path:
+    return index_path(root).parent / SWEEP_FILE
+
+
+def _sweep_position(root: Path) -> str:
+    """The last id the sweep checked (a file beside the index: writing it costs no commit)."""
+    try:
+        with open(_sweep_path(root), encoding="ascii") as f:
+            position = f.read().strip()
+    except (OSError, ValueError):
+        return ""
+    return position if _JOB_ID.fullmatch(position) else ""
+
+
+def _save_sweep_position(root: Path, position: str) -> None:
+    with contextlib.suppress(OSError):
+        # Always 32 bytes, written over the last: no truncation, which costs more than the write.
+        fd = os.open(_sweep_path(root), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            os.write(fd, position.ljust(32).encode())
+        finally:
+            os.close(fd)
+
+
+def recheck(db: sqlite3.Connection, root: Path, rows: list[tuple[Any, ...]]) -> bool:
+    """Check a page's rows against their files (a running job's lost supervisor is noticed and
+    recorded, as every read does); whether any row changed."""
+    for row in rows:
+        if row[6] == "running":
+            with contextlib.suppress(OSError, ValueError, KeyError, JobError):
+                JobDir(root, row[0]).observed_state()
+    changed = _changed(root, [(r[0], r[12], r[13]) for r in rows])
+    if changed:
+        with writing(db):
+            store_rows(db, root, changed)
+    return bool(changed)
+
+
+def _changed(root: Path, rows: list[tuple[str, str, str]]) -> list[str]:
+    """The ids whose files' signatures are not the ones recorded (or never were trusted)."""
+    now = time.time_ns()
+    return [
+        job_id
+        for job_id, meta_sig, state_sig in rows
+        if meta_sig == UNTRUSTED
+        or state_sig == UNTRUSTED
+        or stat_sig(f"{root}/{job_id}/{fsio.META}", now) != meta_sig
+        or stat_sig(f"{root}/{job_id}/{fsio.STATE}", now) != state_sig
+    ]
+
+
+def store_rows(db: sqlite3.Connection, root: Path, job_ids: list[str]) -> None:
+    """Read these jobs' files and write their rows (the caller holds the write transaction)."""
+    now = time.time_ns()
+    gone = []
+    for job_id in job_ids:
+        meta, meta_sig = read(f"{root}/{job_id}/{fsio.META}", now)
+        state, state_sig = read(f"{root}/{job_id}/{fsio.STATE}", now)
+        if meta_sig == MISSING and not (root / job_id).is_dir():
+            gone.append(job_id)
+            continue
+        row, tags = row_of(job_id, meta, state)
+        volatile = (
+            not row["readable"] or row["state"] not in records.TERMINAL_STATES or UNTRUSTED in (meta_sig, state_sig)
+        )
+        row.update(meta_sig=meta_sig, state_sig=state_sig, volatile=int(volatile))
+        db.execute(_INSERT, row)
+        db.execute("DELETE FROM tags WHERE id = ?", (job_id,))
+        db.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", [(t, job_id) for t in tags])
+    delete_rows(db, gone)
+
+
+def delete_rows(db: sqlite3.Connection, job_ids: list[str]) -> None:
+    db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+    db.executemany("DELETE FROM tags WHERE id = ?", [(i,) for i in job_ids])
