@@ -40,11 +40,14 @@ class _Base:
         *,
         policy: Policy | None = None,
         budget_bytes: int | None = PAYLOAD_BUDGET_BYTES,
+        backend: str = "local",
     ) -> None:
         self.store = Store(root)
         self.policy = policy or Policy()
         #: The budget per call (None: none), see docs/payloads.md.
         self.budget_bytes = budget_bytes
+        #: Where a job runs when it does not say: ``local`` or ``slurm`` (docs/slurm.md).
+        self.backend = backend
 
     def prepare(self) -> None:
         """Make the store's root ready for use, or raise :class:`JobError` saying why it cannot be."""
@@ -55,7 +58,7 @@ class _Base:
         return str(self.store.root)
 
     def _bind(self, verb: Verb, args: dict[str, Any]) -> functools.partial[Any]:
-        return functools.partial(verb.call, Context(self.store, self.policy, self.budget_bytes), args)
+        return functools.partial(verb.call, Context(self.store, self.policy, self.budget_bytes, self.backend), args)
 
 
 class Jobs(_Base):

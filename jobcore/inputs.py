@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .cursor import decode as decode_cursor
 from .errors import invalid_input
 from .payloads import JobState
+from .slurm.options import refused_arg
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -123,6 +124,46 @@ class OutputMatch(_LineMatch):
     notify_file: NonEmptyStr | None = Field(None, description="File events are appended to (JSON lines).")
 
 
+#: A Slurm name or quantity (partition, account, memory, gres): no spaces, not an option.
+_SLURM_WORD = re.compile(r"[A-Za-z0-9_.:,=+/-]+")
+#: Slurm's --time formats: minutes, [days-]hours:minutes:seconds and their shorter forms.
+_SLURM_TIME = re.compile(r"\d+(?::\d+){0,2}|\d+-\d+(?::\d+){0,2}|UNLIMITED|INFINITE")
+
+
+class SlurmOptions(_Input):
+    """How a Slurm job is submitted: each field is an sbatch option (see docs/slurm.md)."""
+
+    partition: str | None = None
+    time_limit: str | None = None
+    cpus: int | None = Field(None, ge=1)
+    mem: str | None = None
+    gres: str | None = None
+    account: str | None = None
+    extra_args: list[str] = Field(default_factory=list, description="More sbatch options, as --name=value.")
+
+    @field_validator("partition", "mem", "gres", "account")
+    @classmethod
+    def _word(cls, v: str | None) -> str | None:
+        if v is not None and (v.startswith("-") or not _SLURM_WORD.fullmatch(v)):
+            raise ValueError(f"{v!r} is not a Slurm name or quantity")
+        return v
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time(cls, v: str | None) -> str | None:
+        if v is not None and not _SLURM_TIME.fullmatch(v):
+            raise ValueError(f"{v!r} is not a Slurm time (minutes, or [days-]hours:minutes:seconds)")
+        return v
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra_args(cls, v: list[str]) -> list[str]:
+        for arg in v:
+            if problem := refused_arg(arg):
+                raise ValueError(f"{arg!r} {problem}")
+        return v
+
+
 class JobSpec(_Input):
     """What a job runs: the definition persisted in ``meta.json``."""
 
@@ -148,6 +189,8 @@ class JobSpec(_Input):
         pattern=r"^[ -~]{1,128}$",
         description="A repeat returns the first call's job.",
     )
+    backend: Literal["local", "slurm"] | None = Field(None, description="Where it runs (default: the server's).")
+    slurm: SlurmOptions | None = Field(None, description="sbatch options.")
 
     def definition(self) -> dict[str, Any]:
         """The job's definition: every field of the spec but the key itself and a call's watch options."""

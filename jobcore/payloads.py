@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from .supervisor.records import SCHEMA_VERSION
 
 #: The states of :data:`records.JOB_STATES` (a Literal cannot be built from the tuple).
-JobState = Literal["created", "running", "exited", "killed", "failed"]
+JobState = Literal["created", "queued", "running", "exited", "killed", "failed"]
 
 
 class _Model(BaseModel):
@@ -112,6 +112,23 @@ class WriteErrors(_Model):
     last_error: str
 
 
+class SlurmInfo(_Model):
+    """A Slurm job's id in Slurm and, where asked, Slurm's state and pending reason (docs/slurm.md)."""
+
+    #: Slurm's job id (absent while sbatch has not answered, or before the job is started).
+    job_id: str | None = None
+    #: Slurm's state, e.g. PENDING, RUNNING, COMPLETED.
+    state: str | None = None
+    #: Why Slurm keeps it waiting, e.g. Resources, Priority, JobHeldUser.
+    reason: str | None = None
+
+
+class _Backend(_Model):
+    #: ``slurm`` for a job run on Slurm; absent for a local job.
+    backend: Literal["slurm"] | None = None
+    slurm: SlurmInfo | None = None
+
+
 class CreatePayload(Payload):
     type: Literal["create"] = "create"
     job_id: str
@@ -140,7 +157,7 @@ class _EndFields(_Model):
     write_errors: WriteErrors | None = None
 
 
-class LaunchPayload(Payload, _EndFields, _Lowered):
+class LaunchPayload(Payload, _Backend, _EndFields, _Lowered):
     """``run``, ``start`` and ``restart``: the launch, then what was observed until it ended or the deadline."""
 
     type: Literal["run", "start", "restart"]
@@ -161,7 +178,7 @@ class LaunchPayload(Payload, _EndFields, _Lowered):
     matched: LineMatch | None = None
 
 
-class SnapshotPayload(Payload, _EndFields, _Lowered):
+class SnapshotPayload(Payload, _Backend, _EndFields, _Lowered):
     type: Literal["snapshot"] = "snapshot"
     job_id: str
     state: JobState
@@ -178,7 +195,7 @@ class SnapshotPayload(Payload, _EndFields, _Lowered):
     snapshot: Snapshot
 
 
-class WaitPayload(Payload, _EndFields, _Lowered):
+class WaitPayload(Payload, _Backend, _EndFields, _Lowered):
     type: Literal["wait"] = "wait"
     #: The job of a wait on one ``job_id`` (null with ``job_ids`` or ``tags``).
     job_id: str | None = None
@@ -220,7 +237,7 @@ class SearchPayload(Payload):
     scanned_bytes: int
 
 
-class KillPayload(Payload, _Lowered):
+class KillPayload(Payload, _Backend, _Lowered):
     type: Literal["kill"] = "kill"
     #: The job of a kill of one ``job_id`` (null with ``job_ids`` or ``tags``).
     job_id: str | None = None
@@ -238,7 +255,7 @@ class KillPayload(Payload, _Lowered):
     jobs: list[JobEnd] | None = None
 
 
-class ListEntry(_Model):
+class ListEntry(_Backend):
     job_id: str
     state: JobState
     command: str | list[str]

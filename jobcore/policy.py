@@ -50,6 +50,20 @@ class Policy(BaseModel):
     )
     read_only: bool = Field(False, description="Only snapshot, wait and list_jobs are served.")
     max_running: int | None = Field(None, ge=1, description="Most jobs running at once under this store.")
+    backends: list[str] | None = Field(
+        None, description="The backends jobs may run on (local, slurm). None: every one this server offers."
+    )
+    slurm_partitions: list[str] | None = Field(
+        None, description="The Slurm partitions jobs may ask for (a job must name one). None: any partition."
+    )
+
+    @field_validator("backends")
+    @classmethod
+    def _known_backends(cls, backends: list[str] | None) -> list[str] | None:
+        for backend in backends or []:
+            if backend not in ("local", "slurm"):
+                raise ValueError(f"unknown backend {backend!r}; local or slurm")
+        return backends
 
     @field_validator("allowed_roots")
     @classmethod
@@ -126,6 +140,24 @@ class Policy(BaseModel):
                 f"{field}: {command!r} matches none of the allowed patterns {self.allow_commands}",
                 field=field,
                 value=command,
+            )
+
+    def check_backend(self, backend: str, partition: str | None) -> None:
+        """``backends`` and ``slurm_partitions``: where a job is to run."""
+        if self.backends is not None and backend not in self.backends:
+            raise denied(
+                "backends",
+                f"backend: {backend!r} is not offered; allowed: {self.backends}",
+                field="backend",
+                value=backend,
+            )
+        if backend == "slurm" and self.slurm_partitions is not None and partition not in self.slurm_partitions:
+            given = "no partition was given" if partition is None else f"{partition!r} is not allowed"
+            raise denied(
+                "slurm_partitions",
+                f"slurm.partition: {given}; allowed: {self.slurm_partitions}",
+                field="slurm.partition",
+                value=partition,
             )
 
     def job_environ(self, environ: Mapping[str, str]) -> dict[str, str]:

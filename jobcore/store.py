@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JobError, invalid_input
+from .slurm import jobfile as slurm_jobfile
+from .slurm import liveness as slurm_liveness
 from .supervisor import fsio, procs, records
 
 _ID_INPUT = re.compile(r"[0-9a-f]{4,32}")
@@ -145,8 +147,10 @@ class JobDir:
             os.close(fd)
 
     def observed_state(self) -> dict[str, Any]:
-        """``state.json``, with a lost supervisor noticed and recorded."""
+        """``state.json``, with a lost supervisor noticed and recorded (a Slurm job's judged from Slurm)."""
         state = self.read_state()
+        if slurm_jobfile.is_slurm(self.path):
+            return slurm_liveness.observed(self, state)
         if _supervisor_lost(self, state):
             with self.lock():
                 state = self.read_state()
@@ -184,7 +188,10 @@ def _supervisor_lost(jd: JobDir, state: dict[str, Any]) -> bool:
 
 def is_running(jd: JobDir, state: dict[str, Any]) -> bool:
     """Whether a job counts as running, judged without writing anything (no lock is taken):
-    recorded ``running`` and its supervisor or its process group still alive."""
+    recorded ``running`` and its supervisor or its process group still alive. A Slurm job
+    counts from its files alone, queued or running: its processes are on a node."""
+    if slurm_jobfile.is_slurm(jd.path):
+        return records.status(state) in slurm_liveness.OPEN_STATES
     if records.status(state) != "running":
         return False
     spid = state.get("supervisor_pid")

@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Read once; nothing this process starts (supervisors, jobs, notify commands) may inherit them.
     for name in SERVER_SECRETS:
         os.environ.pop(name, None)
-    jobs = AsyncJobs(cfg.root, policy=cfg.policy)
+    jobs = AsyncJobs(cfg.root, policy=cfg.policy, backend=cfg.backend)
     try:
         jobs.prepare()
     except JobError as exc:

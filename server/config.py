@@ -30,6 +30,8 @@ ENV_TOKEN = "AGENT_JOBS_TOKEN"
 ENV_DEFAULT_WAIT = "AGENT_JOBS_DEFAULT_WAIT_SECONDS"
 ENV_MAX_WAIT = "AGENT_JOBS_MAX_WAIT_SECONDS"
 ENV_RETENTION = "AGENT_JOBS_RETENTION"
+ENV_BACKEND = "AGENT_JOBS_BACKEND"
+BACKENDS = ("local", "slurm")
 
 
 class ConfigError(Exception):
@@ -54,6 +56,8 @@ class Config:
     default_wait_s: float | None = None
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     policy: Policy = field(default_factory=Policy)
+    #: Where a job runs when it does not say (``--backend``, ``AGENT_JOBS_BACKEND``).
+    backend: str = "local"
 
     @property
     def http_transports(self) -> tuple[str, ...]:
@@ -265,6 +269,11 @@ def _add_common_flags(command: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="accept requests carrying this Origin (e.g. http://localhost:5173, or with :* for any port); repeatable",
     )
+    command.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help=f"where a job runs when it does not say (default ${ENV_BACKEND}, else local); see docs/slurm.md",
+    )
     command.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="stderr log level (default info)")
     rules = command.add_argument_group("policy", "what jobs may do; each flag replaces that field of --policy's file")
     rules.add_argument("--policy", metavar="FILE", help="the policy: a TOML (.toml) or JSON file")
@@ -313,6 +322,9 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
         name, _, port = entry.rpartition(":")
         if not name or not (port == "*" or port.isdigit()):
             raise ConfigError(f"--allowed-host {entry!r}: give name:port or name:*")
+    backend = args.backend or env.get(ENV_BACKEND) or "local"
+    if backend not in BACKENDS:
+        raise ConfigError(f"{ENV_BACKEND}={backend!r}: give one of {', '.join(BACKENDS)}")
     token, token_file = _token(env, args, http)  # last: it may create the token file
     return Config(
         transports=transports,
@@ -327,6 +339,7 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
         default_wait_s=default_wait,
         max_wait_s=max_wait,
         policy=policy,
+        backend=backend,
     )
 
 

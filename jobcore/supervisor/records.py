@@ -83,6 +83,8 @@ if TYPE_CHECKING:
         shell_wrapper: list[str]
         notification: NotRequired[Notification]
         stdin_file: NotRequired[str]
+        backend: NotRequired[str]
+        slurm: NotRequired[dict[str, Any]]
 
     class DeliveryResult(TypedDict):
         sink: str
@@ -150,7 +152,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = "0.1"
 #: What runs a command given as a string, unless the job names its own wrapper.
 DEFAULT_SHELL_WRAPPER = ("sh", "-c")
-JOB_STATES = ("created", "running", "exited", "killed", "failed")
+JOB_STATES = ("created", "queued", "running", "exited", "killed", "failed")
 TERMINAL_STATES = frozenset({"exited", "killed", "failed"})
 
 #: Set in every command's environment; descendants inherit it, also those that leave the

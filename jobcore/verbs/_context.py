@@ -1,4 +1,4 @@
-"""What every verb works on: the store, the policy in force and the budget per call."""
+"""What every verb works on: the store, the policy in force, the budget per call and the default backend."""
 
 from __future__ import annotations
 
@@ -15,3 +15,5 @@ class Context:
     policy: Policy
     #: Most bytes of JSON a payload carrying output may take (docs/payloads.md); None: no budget.
     budget_bytes: int | None = PAYLOAD_BUDGET_BYTES
+    #: Where a job runs when it does not say (``--backend``, ``AGENT_JOBS_BACKEND``).
+    backend: str = "local"

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import JobError
 from ..launch import launch
 from ..policy import Policy
+from ..slurm import jobfile, probe, submit
 from ..store import FILE_MODE, JobDir, is_running
 from ..supervisor import records
 from ._context import Context
@@ -28,6 +29,7 @@ def check_definition(policy: Policy, meta: dict[str, Any]) -> None:
     Checked when a job is defined and again when it is launched: the definition may predate
     the policy in force.
     """
+    policy.check_backend(meta.get("backend", "local"), meta.get("slurm", {}).get("partition"))
     policy.check_path("cwd", meta["cwd"])
     for path in meta.get("env_files", []):
         policy.check_path("env_files", path)
@@ -89,5 +91,18 @@ def launch_slot(ctx: Context, besides: JobDir | None = None) -> Iterator[None]:
 
 
 def launch_job(ctx: Context, jd: JobDir) -> None:
-    """Start the job's supervisor, the job's environment filtered by the policy."""
-    launch(jd, ctx.policy.job_environ(os.environ))
+    """Start the job's supervisor, the job's environment filtered by the policy: here, or
+    submitted to Slurm for a Slurm job."""
+    environ = ctx.policy.job_environ(os.environ)
+    if not jobfile.is_slurm(jd.path):
+        launch(jd, environ)
+        return
+    meta = jd.read_meta()
+    check_shared(ctx, meta["slurm"])
+    submit.submit(jd, meta, environ)
+
+
+def check_shared(ctx: Context, slurm: dict[str, Any]) -> None:
+    """Slurm jobs only on a store the nodes share (a probe job, once per root and partition)."""
+    ctx.store.prepare()
+    probe.ensure_shared(ctx.store.root, slurm.get("partition"), slurm.get("account"))

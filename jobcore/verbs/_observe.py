@@ -17,7 +17,8 @@ from ..budget import fit_snapshot
 from ..inotify import Inotify
 from ..inputs import MAX_BYTES_CAP, Until, WatchOptions
 from ..linewatch import LineWatch, watches
-from ..payloads import Events, LaunchPayload, Payload, Snapshot
+from ..payloads import Events, LaunchPayload, Payload, SlurmInfo, Snapshot
+from ..slurm import POLL_S, jobfile, liveness
 from ..store import JobDir
 from ..supervisor import fsio, procs, records
 from ..waiting import Flow, WaitFor
@@ -78,6 +79,12 @@ def fitted_payload(
     return fit_snapshot(read, build, max_bytes, budget)  # type: ignore[return-value]
 
 
+def backend_fields(jd: JobDir) -> dict[str, Any]:
+    """A payload's ``backend`` and ``slurm`` for a Slurm job; nothing for a local one."""
+    info = liveness.info(jd)
+    return {} if info is None else {"backend": "slurm", "slurm": SlurmInfo(**info)}
+
+
 def _pidfd(pid: int) -> int | None:
     try:
         return os.pidfd_open(pid)
@@ -92,7 +99,10 @@ def wait_for_end(jd: JobDir, deadline: float, watch: LineWatch | None = None) ->
     our read end hangs up the moment it closes it (after writing the end) or dies.
     The FIFO is opened before the state is read, so no end can slip between the two;
     the logs are scanned after the state is read, so an ended job's last lines are seen.
+    A Slurm job's supervisor may hold its FIFO on another host: its files are looked at
+    every ``POLL_S`` as well.
     """
+    polled = jobfile.is_slurm(jd.path)
     while True:
         with ExitStack() as stack:
             fifo = os.open(jd.file(fsio.WAKE_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -106,7 +116,7 @@ def wait_for_end(jd: JobDir, deadline: float, watch: LineWatch | None = None) ->
             if records.is_ended(state) or remaining <= 0:
                 return state
             lines = [] if watch is None else [watch.notify.fd]
-            request = WaitFor([fifo, *lines], remaining)
+            request = WaitFor([fifo, *lines], min(remaining, POLL_S) if polled else remaining)
             if state.get("reason") == "supervisor_lost":
                 leader = _pidfd(state["pid"]) if procs.is_alive(state["pid"]) else None
                 if leader is not None:
@@ -136,6 +146,7 @@ def wait_for_ends(
                 notify.drain()
             fifos: list[int] = []
             lost = False
+            polled = False
             pending = 0
             newly: list[tuple[str, str]] = []
             for jd, watch in zip(jds, line_watches, strict=True):
@@ -148,6 +159,7 @@ def wait_for_ends(
                     newly.append((state.get("finished_at") or "~", jd.job_id))
                     continue
                 pending += 1
+                polled = polled or jobfile.is_slurm(jd.path)
                 if state.get("reason") == "supervisor_lost":
                     lost = True  # its FIFO hangs up for good: look again now and then instead
                 else:
@@ -157,7 +169,8 @@ def wait_for_ends(
             if (ended if mode == "any" else not pending) or remaining <= 0:
                 return states, ended
             lines = [] if notify is None else [notify.fd]
-            yield WaitFor([*fifos, *lines], min(remaining, LOST_RECHECK_S) if lost else remaining)
+            period = min(LOST_RECHECK_S if lost else remaining, POLL_S if polled else remaining)
+            yield WaitFor([*fifos, *lines], min(remaining, period))
 
 
 def wait_any_exit(pids: list[int], timeout: float) -> Flow[None]:
@@ -230,6 +243,7 @@ def watch_launched(
     meta = jd.read_meta()
     ended = records.is_ended(state)
     found_events = events(jd)
+    slurm = backend_fields(jd)
 
     def build(snap: Snapshot) -> LaunchPayload:
         return LaunchPayload(
@@ -248,6 +262,7 @@ def watch_launched(
             existing=existing or None,
             events=found_events,
             matched=None if line_watch is None else line_watch.matched,
+            **slurm,
             **(records.end_fields(state) if ended else {"write_errors": state.get("write_errors")}),
         )
 

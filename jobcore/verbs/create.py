@@ -10,12 +10,13 @@ from typing import Any
 
 from ..errors import JobError, invalid_input
 from ..idempotency import job_for_key
-from ..inputs import JobSpec
+from ..inputs import JobSpec, SlurmOptions
 from ..payloads import CreatePayload
+from ..slurm import jobfile
 from ..store import FILE_MODE, JobDir, new_job_id
 from ..supervisor import fsio, records
 from ._context import Context
-from ._launching import check_definition
+from ._launching import check_definition, check_shared
 from ._observe import ms
 
 STDIN_MAX_BYTES = 64 * 1024 * 1024
@@ -79,6 +80,7 @@ def _checked(ctx: Context, spec: JobSpec) -> tuple[dict[str, Any], bytes | None,
         shell_wrapper=spec.shell_wrapper,
         notification=_notification(spec, cwd),
     )
+    _set_backend(ctx, spec, meta)
     check_definition(ctx.policy, meta)
     if stdin_file is not None:
         ctx.policy.check_path("stdin_file", stdin_file)
@@ -87,7 +89,20 @@ def _checked(ctx: Context, spec: JobSpec) -> tuple[dict[str, Any], bytes | None,
     stdin = _read_stdin(spec, stdin_file)
     if stdin is not None:
         meta["stdin_file"] = fsio.STDIN
+    if "slurm" in meta:
+        check_shared(ctx, meta["slurm"])  # last: it may submit a probe job
     return meta, stdin, env
+
+
+def _set_backend(ctx: Context, spec: JobSpec, meta: dict[str, Any]) -> None:
+    """A Slurm job's ``backend`` and ``slurm`` options in its meta record (a local job's has neither)."""
+    backend = spec.backend or ctx.backend
+    if backend != "slurm":
+        if spec.slurm is not None:
+            raise invalid_input(f"slurm: options given for backend {backend!r}; set backend to 'slurm'", field="slurm")
+        return
+    meta["backend"] = "slurm"
+    meta["slurm"] = (spec.slurm or SlurmOptions()).model_dump(exclude_defaults=True)
 
 
 def _write(ctx: Context, meta: dict[str, Any], stdin: bytes | None, env: dict[str, str]) -> JobDir:
@@ -104,6 +119,8 @@ def _write(ctx: Context, meta: dict[str, Any], stdin: bytes | None, env: dict[st
         fsio.sync_dir(str(jd.root))  # the job's directory itself, in the root
         jd.empty_logs()
         os.mkfifo(jd.file(fsio.WAKE_FIFO), FILE_MODE)
+        if "slurm" in meta:
+            jobfile.write(jd.path, {})  # a Slurm job's from the start; its id comes once submitted
         jd.write_state("created")
     except OSError as exc:
         shutil.rmtree(jd.path, ignore_errors=True)

@@ -16,13 +16,14 @@ from typing import Any
 from ..errors import JobError
 from ..inputs import KillInput
 from ..payloads import KillPayload
+from ..slurm import cancel, jobfile
 from ..store import JobDir
 from ..supervisor import fsio, procs, records
 from ..times import epoch
 from ..waiting import Flow
 from ._context import Context
 from ._many import job_end, many_jobs
-from ._observe import SUPERVISOR_GRACE_S, kill_supervisor, ms, stop_job, wait_for_end, wait_for_ends
+from ._observe import SUPERVISOR_GRACE_S, backend_fields, kill_supervisor, ms, stop_job, wait_for_end, wait_for_ends
 
 #: How long kill observes the end when no ``wait_seconds`` is given.
 DEFAULT_KILL_WAIT_S = 3.0
@@ -44,10 +45,14 @@ def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
     begun = time.monotonic()
     signum = getattr(signal, inp.signal)
     deadline = begun if signum in _NOT_ENDING else begun + wait_s
-    supervisor = live_supervisor(jd, state)
-    if supervisor is not None and not already_ended and signum not in _NOT_ENDING:
+    slurm = jobfile.is_slurm(jd.path)
+    supervisor = None if slurm else live_supervisor(jd, state)
+    sent: str | None
+    if slurm:
+        sent, state = yield from cancel.kill(jd, state, inp.signal, deadline)
+    elif supervisor is not None and not already_ended and signum not in _NOT_ENDING:
         state = yield from end_job(jd, supervisor, inp.signal, deadline)
-        sent: str | None = inp.signal
+        sent = inp.signal
     else:
         sent, state = yield from _kill_directly(jd, state, supervisor, inp.signal, deadline)
     end = records.end_fields(state) if records.is_ended(state) else {}
@@ -61,6 +66,7 @@ def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
         finished_at=end.get("finished_at"),
         reason=end.get("reason"),
         observed_within_ms=ms(time.monotonic() - begun),
+        **backend_fields(jd),
     )
 
 
@@ -78,6 +84,8 @@ def _kill_many(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
         state = states[jd.job_id]
         if records.status(state) == "created" or records.is_ended(state) or signum in _NOT_ENDING:
             continue
+        if jobfile.is_slurm(jd.path):
+            continue  # seen to in turn below
         if (supervisor := live_supervisor(jd, state)) is not None:
             asked[jd.job_id] = (supervisor, ask_supervisor(jd, supervisor, inp.signal))
     if asked:
@@ -91,6 +99,8 @@ def _kill_many(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
         if jd.job_id in asked:
             supervisor, requested_at = asked[jd.job_id]
             states[jd.job_id] = yield from follow_kill(jd, state, supervisor, inp.signal, requested_at, begun, deadline)
+        elif jobfile.is_slurm(jd.path) and records.status(state) != "created":
+            _, states[jd.job_id] = yield from cancel.kill(jd, state, inp.signal, deadline)
         elif records.status(state) != "created":
             _, states[jd.job_id] = yield from _kill_directly(
                 jd, state, live_supervisor(jd, state), inp.signal, deadline

@@ -12,7 +12,8 @@ from typing import Any
 from .. import cursor, index
 from ..errors import JobError
 from ..inputs import ListInput
-from ..payloads import ListEntry, ListPayload
+from ..payloads import ListEntry, ListPayload, SlurmInfo
+from ..slurm import jobfile
 from ..store import JobDir, Store
 from ..supervisor import records
 from ._context import Context
@@ -33,14 +34,16 @@ def list_jobs(ctx: Context, inp: ListInput) -> ListPayload:
         page = scan_page(ctx.store, wanted)
     return ListPayload(
         root=str(ctx.store.root),
-        jobs=[_entry(job) for job in page.jobs],
+        jobs=[_entry(ctx.store, job) for job in page.jobs],
         truncated=page.truncated,
         next_cursor=cursor.encode(page.jobs[-1].position) if page.truncated else None,
         skipped=page.skipped,
     )
 
 
-def _entry(job: index.Job) -> ListEntry:
+def _entry(store: Store, job: index.Job) -> ListEntry:
+    job_dir = store.root / job.job_id
+    slurm = jobfile.is_slurm(job_dir)
     return ListEntry(
         job_id=job.job_id,
         state=job.state,  # type: ignore[arg-type]
@@ -53,6 +56,9 @@ def _entry(job: index.Job) -> ListEntry:
         started_at=job.started_at,
         finished_at=job.finished_at,
         updated_at=job.updated_at,
+        backend="slurm" if slurm else None,
+        # Slurm is not asked here: a listing of many jobs would ask once per job.
+        slurm=SlurmInfo(job_id=jobfile.job_id(job_dir)) if slurm else None,
     )
 
 

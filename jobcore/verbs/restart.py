@@ -12,6 +12,7 @@ from ..errors import JobError
 from ..inputs import WatchInput
 from ..payloads import LaunchPayload
 from ..retention import auto_clean
+from ..slurm import cancel, jobfile
 from ..store import JobDir
 from ..supervisor import fsio, procs, records
 from ..waiting import Flow
@@ -41,7 +42,10 @@ def restart(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
         # The slot is held from before the old run is stopped: a refused restart changes nothing.
         with launch_slot(ctx, jd):
             if records.status(state) != "created":
-                yield from _stop_all(jd, state)
+                if jobfile.is_slurm(jd.path):
+                    yield from _stop_slurm(jd, state)
+                else:
+                    yield from _stop_all(jd, state)
                 jd.empty_logs()
                 for name in fsio.RUN_FILES:
                     try:
@@ -53,6 +57,18 @@ def restart(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
             launch_job(ctx, jd)
     auto_clean(ctx.store.root)
     return (yield from watch_launched("restart", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))
+
+
+def _stop_slurm(jd: JobDir, state: dict[str, Any]) -> Flow[None]:
+    """End a Slurm job and wait until Slurm has let go of it, or refuse the restart."""
+    slurm_id = jobfile.job_id(jd.path)
+    if not (yield from cancel.stop(jd, state, time.monotonic() + _RESTART_STOP_S)):
+        raise JobError(
+            "invalid_state",
+            f"job {jd.job_id}: Slurm job {slurm_id} did not end; not restarted",
+            retryable=True,
+            details={"job_id": jd.job_id, "slurm_job_id": slurm_id},
+        )
 
 
 def _stop_all(jd: JobDir, state: dict[str, Any]) -> Flow[None]:

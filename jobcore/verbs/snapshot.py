@@ -6,7 +6,7 @@ from ..inputs import SnapshotInput
 from ..payloads import Snapshot, SnapshotPayload
 from ..supervisor import records
 from ._context import Context
-from ._observe import capped_max_bytes, events, fitted_payload
+from ._observe import backend_fields, capped_max_bytes, events, fitted_payload
 
 
 def snapshot(ctx: Context, inp: SnapshotInput) -> SnapshotPayload:
@@ -15,6 +15,7 @@ def snapshot(ctx: Context, inp: SnapshotInput) -> SnapshotPayload:
     meta = jd.read_meta()
     state = jd.observed_state()
     found_events = events(jd)
+    slurm = backend_fields(jd)
 
     def build(snap: Snapshot) -> SnapshotPayload:
         return SnapshotPayload(
@@ -32,6 +33,7 @@ def snapshot(ctx: Context, inp: SnapshotInput) -> SnapshotPayload:
             events=found_events,
             snapshot=snap,
             lowered_to=lowered,
+            **slurm,
             **records.end_fields(state),
         )
 

@@ -15,7 +15,7 @@ from ..supervisor import records
 from ..waiting import Flow
 from ._context import Context
 from ._many import job_end, many_jobs
-from ._observe import capped_max_bytes, events, fitted_payload, ms, wait_for_end, wait_for_ends
+from ._observe import backend_fields, capped_max_bytes, events, fitted_payload, ms, wait_for_end, wait_for_ends
 
 #: How long wait watches the job when no ``wait_seconds`` is given.
 DEFAULT_WAIT_S = 30.0
@@ -35,6 +35,7 @@ def wait(ctx: Context, inp: WaitInput) -> Flow[WaitPayload]:
     ended = records.is_ended(state)
     matched = None if line_watch is None else line_watch.matched
     found_events = events(jd)
+    slurm = backend_fields(jd)
 
     def build(snap: Snapshot) -> WaitPayload:
         return WaitPayload(
@@ -47,6 +48,7 @@ def wait(ctx: Context, inp: WaitInput) -> Flow[WaitPayload]:
             final_snapshot=snap if ended else None,
             matched=matched,
             lowered_to=lowered,
+            **slurm,
             **records.end_fields(state),
         )
 
