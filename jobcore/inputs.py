@@ -23,7 +23,7 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TAG = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _TAG_FILTER = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?:\.\*)?")
 
-JobIdStr = Annotated[str, Field(description="Job id or a unique prefix (4+ chars).")]
+JobIdStr = Annotated[str, Field(description="Id, or a prefix of 4+ chars.")]
 #: Longest duration accepted (about 31 years): far beyond any real job, and small enough that
 #: every deadline computed from it stays a finite float and a representable millisecond count.
 MAX_SECONDS = 10**9
@@ -120,8 +120,8 @@ class _LineMatch(_Input):
 class OutputMatch(_LineMatch):
     """A trigger: every new complete output line that matches emits a ``job.output.matched`` event."""
 
-    notify_command: NonEmptyStr | None = Field(None, description="Shell command run per event, on stdin.")
-    notify_file: NonEmptyStr | None = Field(None, description="File events are appended to (JSON lines).")
+    notify_command: NonEmptyStr | None = Field(None, description="Run per event (event on stdin).")
+    notify_file: NonEmptyStr | None = Field(None, description="Events appended here (JSON lines).")
 
 
 #: A Slurm name or quantity (partition, account, memory, gres): no spaces, not an option.
@@ -139,7 +139,7 @@ class SlurmOptions(_Input):
     mem: str | None = None
     gres: str | None = None
     account: str | None = None
-    extra_args: list[str] = Field(default_factory=list, description="More sbatch options, as --name=value.")
+    extra_args: list[str] = Field(default_factory=list, description="As --name=value.")
 
     @field_validator("partition", "mem", "gres", "account")
     @classmethod
@@ -169,9 +169,9 @@ class JobSpec(_Input):
 
     command: str | list[NonEmptyStr] = Field(description="Shell string or argv array.")
     cwd: str | None = Field(None, description="Default: the server's.")
-    env: dict[str, str] | None = Field(None, description="Set over the inherited ones.")
+    env: dict[str, str] | None = Field(None, description="Over the inherited ones.")
     env_files: list[NonEmptyStr] = Field(default_factory=list, description="KEY=VALUE files, read at start.")
-    inherit_env: bool = Field(True, description="Start from the server's environment.")
+    inherit_env: bool = Field(True, description="Inherit the server's env.")
     mask: list[str] = Field(default_factory=list, description="env keys shown as ***.")
     stdin: str | None = Field(None, description="Text given on stdin.")
     stdin_file: str | None = Field(None, description="File given on stdin.")
@@ -181,15 +181,15 @@ class JobSpec(_Input):
     shell_wrapper: list[NonEmptyStr] | None = Field(
         None, min_length=1, description="argv for a string command (default sh -c)."
     )
-    notify_command: NonEmptyStr | None = Field(None, description="Run at the end, the event on stdin.")
+    notify_command: NonEmptyStr | None = Field(None, description="Run at the end (event on stdin).")
     notify_file: NonEmptyStr | None = Field(None, description="The end event is appended here.")
     on_output_match: OutputMatch | None = Field(None, description="An event per matching line.")
     idempotency_key: str | None = Field(
         None,
         pattern=r"^[ -~]{1,128}$",
-        description="A repeat returns the first call's job.",
+        description="A repeat gets the first call's job.",
     )
-    backend: Literal["local", "slurm"] | None = Field(None, description="Where it runs (default: the server's).")
+    backend: Literal["local", "slurm"] | None = Field(None, description="Default: the server's.")
     slurm: SlurmOptions | None = Field(None, description="sbatch options.")
 
     def definition(self) -> dict[str, Any]:
@@ -226,7 +226,7 @@ class WatchOptions(_Input):
 
     wait_seconds: Seconds | None = Field(None, description="Longest time this call waits for the job to end.")
     tail_lines: int = Field(50, ge=0, description="Last lines per log (0 = all).")
-    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=0, description=f"Most bytes per log (at most {MAX_BYTES_CAP}).")
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=0, description=f"Most bytes per log (cap {MAX_BYTES_CAP}).")
 
 
 class JobRef(_Input):
@@ -275,22 +275,22 @@ class WaitInput(ManyJobs, WatchOptions):
 
 
 class SnapshotInput(JobRef):
-    tail_lines: int = Field(50, ge=0, description="Last lines of each log (0 = no line limit).")
-    head_lines: int = Field(0, ge=0, description="Also the first lines of each log (stdout_head, stderr_head).")
-    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=0, description=f"Most bytes of each log (at most {MAX_BYTES_CAP}).")
-    stdout_offset: int | None = Field(None, ge=0, description="Read stdout from this byte offset instead of the tail.")
-    stderr_offset: int | None = Field(None, ge=0, description="Read stderr from this byte offset instead of the tail.")
+    tail_lines: int = Field(50, ge=0, description="Last lines per log (0 = all).")
+    head_lines: int = Field(0, ge=0, description="Also first lines (stdout_head, stderr_head).")
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=0, description=f"Most bytes per log (cap {MAX_BYTES_CAP}).")
+    stdout_offset: int | None = Field(None, ge=0, description="Read stdout from this byte offset.")
+    stderr_offset: int | None = Field(None, ge=0, description="Read stderr from this byte offset.")
 
 
 class SearchInput(JobRef):
-    pattern: NonEmptyStr = Field(description="Text to find, or a Python regular expression.")
+    pattern: NonEmptyStr = Field(description="Text, or a Python regex.")
     match_type: Literal["contains", "regex"] = Field("contains", description="How pattern is matched, per line.")
-    ignore_case: bool = Field(False, description="Match regardless of case.")
+    ignore_case: bool = Field(False, description="Case-insensitive.")
     stream: Literal["stdout", "stderr", "either"] = Field("either", description="Log(s) searched; stdout first.")
-    context_lines: int = Field(3, ge=0, le=50, description="Lines returned before and after each match.")
+    context_lines: int = Field(3, ge=0, le=50, description="Lines around each match.")
     max_matches: int = Field(20, ge=1, le=200, description="Most matches returned.")
-    stdout_offset: int = Field(0, ge=0, description="Start in stdout here (a next_stdout_offset).")
-    stderr_offset: int = Field(0, ge=0, description="Start in stderr here (a next_stderr_offset).")
+    stdout_offset: int = Field(0, ge=0, description="Start offset in stdout.")
+    stderr_offset: int = Field(0, ge=0, description="Start offset in stderr.")
 
 
 class KillInput(ManyJobs):
@@ -311,10 +311,10 @@ class KillInput(ManyJobs):
 class ListInput(_Input):
     state: JobState | None = None
     tags: list[str] = Field(default_factory=list, description="All must match; 'a.*' matches a and a.anything.")
-    cwd: str | None = Field(None, description="List the jobs of this tree instead of the server's working directory.")
+    cwd: str | None = Field(None, description="Jobs under this folder.")
     all: bool = Field(False, description="List every job, whatever its cwd.")
     limit: int = Field(50, ge=0, description="Most jobs returned (0 = no limit).")
-    cursor: str | None = Field(None, description="next_cursor of the previous page: list the jobs after it.")
+    cursor: str | None = Field(None, description="A page's next_cursor: the jobs after it.")
 
     @field_validator("cursor")
     @classmethod

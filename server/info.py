@@ -83,9 +83,8 @@ def build_info_tool(root: str, policy: Policy, waits: WaitPolicy) -> ServerInfoT
     return ServerInfoTool(
         name=NAME,
         title="Describe this server",
-        description="Describe this server: its version, job store, the policy jobs run under (read-only mode, "
-        "allowed folders and commands, passed environment, running-job cap) and its wait and output limits. "
-        "Call it first to plan calls that the policy allows.",
+        description="This server's version, job store, policy (read-only, folders, commands, backends, "
+        "environment, job cap), default backend and limits. Call it first to plan calls.",
         parameters={"type": "object", "properties": {}, "additionalProperties": False},
         annotations=ToolAnnotations(
             title="Describe this server", read_only_hint=True, destructive_hint=None, idempotent_hint=True

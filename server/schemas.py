@@ -23,8 +23,8 @@ from jobcore import ErrorPayload
 #: Descriptions for input fields that jobcore's models leave undescribed (each input must have one).
 FALLBACK_DESCRIPTIONS = {
     "state": "Only jobs in this state.",
-    "dry_run": "Only report what would be deleted; delete nothing.",
-    "tags": "The job's new tags, replacing the old ones (an empty list clears them).",
+    "dry_run": "Report only; delete nothing.",
+    "tags": "New tags, replacing the old ([] clears them).",
     "job_id": "Full job id or a unique prefix of 4+ characters.",
 }
 

@@ -65,45 +65,43 @@ TOOLS: tuple[ToolDef, ...] = (
         "create_job",
         VERBS["create"],
         "Create a job",
-        "Define a background job without starting it; returns its job_id in state `created`. Start it later "
-        "with start_job; to define and start in one call, use run_job.",
+        "Define a job without starting it (state `created`). Start it with start_job, or run_job does both.",
     ),
     ToolDef(
         "start_job",
         VERBS["start"],
         "Start a created job",
-        "Start a job made with create_job and watch it for up to wait_seconds ({wait}): returns when it ends "
-        "(exit code, output), when a line matches until, or at the deadline. A job not `created` is refused.",
+        "Start a `created` job and watch it up to wait_seconds ({wait}): returns at its end (exit code, "
+        "output), an until match, or the deadline. Other jobs are refused.",
     ),
     ToolDef(
         "run_job",
         VERBS["run"],
         "Run a command as a job",
-        "Run a command as a durable background job (create + start). Returns when it ends (exit code, output "
-        "tail), when a line matches until (matched), or after wait_seconds ({wait}); wait_seconds 0 returns at once.",
+        "Run a command as a durable background job (create + start). Returns at its end (exit code, output "
+        "tail), an until match (matched), or after wait_seconds ({wait}; 0: at once).",
     ),
     ToolDef(
         "snapshot",
         VERBS["snapshot"],
         "Read a job's state and output",
-        "Read a job's state, exit code, times and the last lines of stdout and stderr (head_lines: the first "
-        "too). With stdout_offset/stderr_offset, the bytes from there on; each range's end is the next offset.",
+        "A job's state, exit code, times and last stdout/stderr lines (head_lines: first too). "
+        "With stdout_offset/stderr_offset: bytes from there; a range's end is the next offset.",
         idempotent=True,
     ),
     ToolDef(
         "search_output",
         VERBS["search"],
         "Find lines in a job's output",
-        "Find the lines of a job's stdout/stderr that match pattern (text, or a regex with match_type), running "
-        "or ended: each match with stream, line_number, byte offset and context_lines around it. "
-        "When truncated, pass next_stdout_offset/next_stderr_offset to go on.",
+        "Lines of a job's stdout/stderr matching pattern (text, or regex per match_type), with stream, "
+        "line_number, offset and context. When truncated, go on from next_stdout_offset/next_stderr_offset.",
         idempotent=True,
     ),
     ToolDef(
         "wait",
         VERBS["wait"],
         "Wait for jobs to end",
-        "Wait up to wait_seconds ({wait}) for a job to end (exit code, output) or a line to match until "
+        "Wait up to wait_seconds ({wait}) for a job to end (exit code, output) or an until match "
         "(matched); else timed_out. job_ids or tags: mode any/all, jobs and ended. Jobs are never touched.",
         idempotent=True,
     ),
@@ -111,42 +109,39 @@ TOOLS: tuple[ToolDef, ...] = (
         "kill",
         VERBS["kill"],
         "Signal jobs",
-        "Signal (default SIGTERM) a job's process group and descendants (job_ids or tags: several at once), "
-        "SIGKILL after kill_after. Returns the state seen within wait_seconds ({wait}).",
+        "Signal (default SIGTERM) a job's processes (job_ids or tags: several), SIGKILL after "
+        "kill_after. Returns the state seen within wait_seconds ({wait}).",
         destructive=True,
     ),
     ToolDef(
         "list_jobs",
         VERBS["list"],
         "List jobs",
-        "List jobs, newest first, with state, command, cwd, tags, exit code and times: those whose cwd is "
-        "under the server's, or pass cwd or all: true; filter by state or tags. When truncated, pass "
-        "next_cursor as cursor.",
+        "List jobs, newest first (state, command, cwd, tags, exit code, times, backend): those under the "
+        "server's cwd, or pass cwd or all: true; filter by state or tags. When truncated, pass next_cursor as cursor.",
         idempotent=True,
     ),
     ToolDef(
         "restart_job",
         VERBS["restart"],
         "Restart a job",
-        "Run a job's definition again under the same job_id: kills what lives of it, clears its logs, "
-        "starts it and watches it like start_job for up to wait_seconds ({wait}). A `created` job just starts.",
+        "Run a job's definition again under its job_id: kills what lives of it, clears its logs, starts "
+        "and watches it like start_job ({wait}). A `created` job just starts.",
         destructive=True,
     ),
     ToolDef(
         "delete_job",
         VERBS["delete"],
         "Delete jobs",
-        "Remove job directories and their logs: one job by job_id (ended or `created`), or every ended job "
-        "that finished longer ago than finished_older_than (7d, 12h, 45m, 90s). Live jobs are skipped "
-        "with their reason; dry_run only reports.",
+        "Remove job directories and logs: one by job_id (ended or `created`), or every ended job finished "
+        "longer ago than finished_older_than. Live jobs are skipped; dry_run only reports.",
         destructive=True,
     ),
     ToolDef(
         "tag_job",
         VERBS["tag"],
         "Set a job's tags",
-        "Replace a job's tags (labels such as 'ci' or 'project.build') and return them. Tags let you find "
-        "jobs again with list_jobs (tags filter, 'a.*' for a namespace).",
+        "Replace a job's tags (labels such as 'ci' or 'project.build'). list_jobs filters by tag ('a.*': a namespace).",
         idempotent=True,
     ),
 )
@@ -283,7 +278,7 @@ def build_tools(jobs: AsyncJobs, waits: WaitPolicy, policy: Policy | None = None
         if tool.waits:
             bounds = waits.describe(tool)
             description = description.format(wait=bounds)
-            overrides["wait_seconds"] = f"Seconds to wait ({bounds}); jobs run on."
+            overrides["wait_seconds"] = f"Seconds to watch ({bounds})."
         annotations = ToolAnnotations(
             title=tool.title,
             read_only_hint=read_only,
