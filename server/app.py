@@ -77,7 +77,7 @@ class AgentJobsServer(MCPServer):
 
 def build_server(cfg: Config, *, jobs: AsyncJobs | None = None, base_url: str | None = None) -> MCPServer:
     """The MCPServer with the job tools and server_info; with a token, bearer auth on every HTTP route."""
-    jobs = jobs or AsyncJobs(cfg.root, policy=cfg.policy)
+    jobs = jobs or AsyncJobs(cfg.root, policy=cfg.policy, backend=cfg.backend)
     log.info("job store: %s", jobs.root)
     auth: dict[str, Any] = {}
     if cfg.token is not None:
@@ -91,7 +91,7 @@ def build_server(cfg: Config, *, jobs: AsyncJobs | None = None, base_url: str | 
         title="agent-jobs",
         version=server_version(),
         instructions=INSTRUCTIONS + "\n" + policy_summary(cfg.policy),
-        tools=[*build_tools(jobs, waits, cfg.policy), build_info_tool(jobs.root, cfg.policy, waits)],
+        tools=[*build_tools(jobs, waits, cfg.policy), build_info_tool(jobs.root, cfg.policy, waits, jobs.backend)],
         log_level=cfg.log_level.upper(),  # type: ignore[arg-type]
         **auth,
     )

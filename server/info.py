@@ -37,6 +37,7 @@ class ServerInfoPayload(Payload):
     version: str = Field(description="The agent-jobs version.")
     root: str = Field(description="The job store's folder.")
     policy: dict[str, Any] = Field(description="The rules jobs run under; refusals are policy_denied errors.")
+    backend: str = Field(description="Where a job runs when it does not say: local or slurm.")
     limits: Limits
 
 
@@ -47,12 +48,13 @@ def server_version() -> str:
         return "0.1.0"
 
 
-def payload(root: str, policy: Policy, waits: WaitPolicy) -> ServerInfoPayload:
+def payload(root: str, policy: Policy, waits: WaitPolicy, backend: str = "local") -> ServerInfoPayload:
     defaults = {tool.name: waits.default_for(tool) for tool in TOOLS if tool.waits}
     return ServerInfoPayload(
         version=server_version(),
         root=root,
         policy=policy.describe(),
+        backend=backend,
         limits=Limits(max_wait_seconds=waits.cap_s, default_wait_seconds=defaults, max_bytes=MAX_BYTES_CAP),
     )
 
@@ -79,7 +81,7 @@ class ServerInfoTool(Tool):
         return result(self.info, False)
 
 
-def build_info_tool(root: str, policy: Policy, waits: WaitPolicy) -> ServerInfoTool:
+def build_info_tool(root: str, policy: Policy, waits: WaitPolicy, backend: str = "local") -> ServerInfoTool:
     return ServerInfoTool(
         name=NAME,
         title="Describe this server",
@@ -89,6 +91,6 @@ def build_info_tool(root: str, policy: Policy, waits: WaitPolicy) -> ServerInfoT
         annotations=ToolAnnotations(
             title="Describe this server", read_only_hint=True, destructive_hint=None, idempotent_hint=True
         ),
-        info=payload(root, policy, waits).to_dict(),
+        info=payload(root, policy, waits, backend).to_dict(),
         result_schema=schemas.output_schema(ServerInfoPayload),
     )
