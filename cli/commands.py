@@ -62,6 +62,22 @@ def _env_pairs(pairs: list[str]) -> dict[str, str] | None:
     return env or None
 
 
+def _backend(args: argparse.Namespace) -> dict[str, Any]:
+    """``backend`` and ``slurm`` from run's Slurm options; any of them implies ``--backend slurm``."""
+    slurm = {
+        name: value
+        for name in ("partition", "time_limit", "cpus", "mem", "gres", "account")
+        if (value := getattr(args, name)) is not None
+    }
+    if args.sbatch_arg:
+        slurm["extra_args"] = args.sbatch_arg
+    if args.backend == "local" and slurm:
+        raise UsageError("Slurm options need --backend slurm (or no --backend)")
+    if slurm:
+        return {"backend": "slurm", "slurm": slurm}
+    return {} if args.backend is None else {"backend": args.backend}
+
+
 def cmd_run(jobs: Jobs, args: argparse.Namespace) -> int:
     if not args.argv and len(args.words) > 1:
         raise UsageError("give the command as one shell string, or put -- before COMMAND [ARGS...]")
@@ -79,6 +95,7 @@ def cmd_run(jobs: Jobs, args: argparse.Namespace) -> int:
         spec["kill_after"] = args.kill_after
     if args.stdin_file is not None:
         spec["stdin_file"] = os.path.abspath(args.stdin_file)
+    spec.update(_backend(args))
     if args.json:
         wait_s = 0.0 if args.wait is None else _forever(args.wait)
         payload = jobs.run(**spec, wait_seconds=wait_s, tail_lines=0, max_bytes=MAX_BYTES_CAP)

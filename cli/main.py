@@ -95,13 +95,27 @@ def _add_commands(
         metavar="SECONDS",
         help="stream the output and exit with the job's code (124 if still running after SECONDS)",
     )
+    slurm = run.add_argument_group("Slurm", "run it on a Slurm cluster (see docs/slurm.md); each option implies it")
+    slurm.add_argument("--backend", choices=("local", "slurm"), help="where it runs (default local)")
+    for flag, metavar, help_ in (
+        ("--partition", "NAME", "the Slurm partition"),
+        ("--time-limit", "TIME", "Slurm's time limit (default: the timeout and a margin)"),
+        ("--cpus", "N", "CPUs for the job"),
+        ("--mem", "SIZE", "memory, e.g. 4G"),
+        ("--gres", "GRES", "generic resources, e.g. gpu:1"),
+        ("--account", "NAME", "the Slurm account"),
+    ):
+        slurm.add_argument(flag, metavar=metavar, type=int if flag == "--cpus" else str, help=help_)
+    slurm.add_argument(
+        "--sbatch-arg", action="append", default=[], metavar="--NAME=VALUE", help="another sbatch option; repeatable"
+    )
     run.add_argument(
         "words", nargs="+", metavar="COMMAND", help="a shell string, or after -- an argv run without a shell"
     )
 
     ls = add("ls", "the jobs of this folder and below, newest first", aliases=["list"])
     ls.add_argument("--all", action="store_true", help="every job, whatever its folder")
-    ls.add_argument("--state", choices=("created", "running", "exited", "killed", "failed"))
+    ls.add_argument("--state", choices=("created", "queued", "running", "exited", "killed", "failed"))
     ls.add_argument("--tag", action="append", default=[], help="only jobs with this tag (a.* for a and a.x); AND")
     ls.add_argument("--limit", type=int, default=50, help="most jobs shown (0 = no limit; default 50)")
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from jobcore.payloads import DeletePayload, KillPayload, ListPayload, SnapshotPayload, WaitPayload
+from jobcore.payloads import DeletePayload, KillPayload, ListEntry, ListPayload, SnapshotPayload, WaitPayload
 
 from .follow import Stream
 
@@ -25,7 +25,14 @@ if TYPE_CHECKING:
 SHORT_ID = 8
 #: The command column is never narrower, even if the table must then be wider than the terminal.
 MIN_COMMAND_WIDTH = 10
-STATE_STYLES = {"created": "blue", "running": "cyan", "exited": "green", "killed": "yellow", "failed": "red"}
+STATE_STYLES = {
+    "created": "blue",
+    "queued": "blue",
+    "running": "cyan",
+    "exited": "green",
+    "killed": "yellow",
+    "failed": "red",
+}
 
 
 def _console() -> Console:
@@ -105,8 +112,12 @@ def job_table(payload: ListPayload) -> None:
         )
         for job in payload.jobs
     ]
+    headers: tuple[str, ...] = ("ID", "STATE", "EXIT", "STARTED", "TIME", "TAGS")
+    if any(job.backend for job in payload.jobs):
+        # Shown only when Slurm jobs are listed: each one's Slurm id, "local" for the others.
+        headers += ("SLURM",)
+        rows = [(*row, _slurm_text(job)) for row, job in zip(rows, payload.jobs, strict=True)]
     console = _console()
-    headers = ("ID", "STATE", "EXIT", "STARTED", "TIME", "TAGS")
     widths = [max(len(name), *(len(row[i]) for row in rows)) for i, name in enumerate(headers)]
     # Whole words in these columns; the command gets the room left, cut with an ellipsis.
     room = max(MIN_COMMAND_WIDTH, console.width - sum(widths) - 2 * len(widths))
@@ -119,6 +130,12 @@ def job_table(payload: ListPayload) -> None:
     console.print(table)
     if payload.truncated:
         console.print(f"(more jobs than --limit {len(payload.jobs)}; --limit 0 shows them all)")
+
+
+def _slurm_text(job: ListEntry) -> str:
+    if job.backend is None:
+        return "local"
+    return (job.slurm.job_id if job.slurm is not None else None) or "-"
 
 
 def record(payload: SnapshotPayload) -> None:

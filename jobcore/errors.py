@@ -13,6 +13,7 @@ ErrorCode = Literal[
     "launch_failed",
     "io_error",
     "policy_denied",
+    "backend_unavailable",
     "pattern_timeout",
     "internal_error",
 ]

@@ -58,6 +58,10 @@ def policy_summary(policy: Policy) -> str:
         rules.append("jobs inherit only the server variables matching " + (", ".join(policy.pass_env) or "nothing"))
     if policy.max_running is not None:
         rules.append(f"at most {policy.max_running} jobs run at once")
+    if policy.backends is not None:
+        rules.append("jobs run only on the backends " + (", ".join(policy.backends) or "none"))
+    if policy.slurm_partitions is not None:
+        rules.append("Slurm jobs run only on the partitions " + (", ".join(policy.slurm_partitions) or "none"))
     if not rules:
         return "server_info shows this server's limits and policy (none set)."
     return "This server's policy: " + "; ".join(rules) + ". Refusals are policy_denied; server_info shows the rules."

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
+from cli_helpers import cli
 from helpers import REPO, Fifo, StdioServer, wait_exit
 from mcp import Client
 
@@ -283,3 +284,18 @@ def test_the_policy_restricts_backends_and_partitions(tmp_path: Path) -> None:
             debug_only.create(command="true", backend="slurm", slurm=slurm)
         assert caught.value.code == "policy_denied" and caught.value.details["rule"] == "slurm_partitions"
     assert debug_only.store.job_ids() == []
+
+
+@pytest.mark.slurm
+def test_the_cli_runs_on_slurm_and_lists_the_slurm_id(slurm_root: Path, jobs: Jobs, tmp_path: Path) -> None:
+    done = cli(slurm_root, "run", "--partition", "debug", "--wait", "echo from slurm", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == "from slurm\n", done.stderr
+    [ran] = [e for e in jobs.list(cwd=str(tmp_path)).jobs]
+    assert ran.backend == "slurm" and ran.slurm is not None
+    listed = cli(slurm_root, "ls", cwd=tmp_path)
+    header, row = listed.stdout.splitlines()[:2]
+    assert "SLURM" in header.split() and ran.slurm.job_id in row.split()
+    shown = cli(slurm_root, "show", ran.job_id, "--json", cwd=tmp_path)
+    assert json.loads(shown.stdout)["slurm"]["job_id"] == ran.slurm.job_id
+    refused = cli(slurm_root, "run", "--backend", "local", "--cpus", "2", "true", cwd=tmp_path)
+    assert refused.returncode == 2 and "--backend slurm" in refused.stderr

@@ -93,10 +93,10 @@ def _save_sweep_position(root: Path, position: str) -> None:
 
 
 def recheck(db: sqlite3.Connection, root: Path, rows: list[tuple[Any, ...]]) -> bool:
-    """Check a page's rows against their files (a running job's lost supervisor is noticed and
-    recorded, as every read does); whether any row changed."""
+    """Check a page's rows against their files (a running or queued job's lost supervisor is
+    noticed and recorded, as every read does); whether any row changed."""
     for row in rows:
-        if row[6] == "running":
+        if row[6] in ("running", "queued"):
             with contextlib.suppress(OSError, ValueError, KeyError, JobError):
                 JobDir(root, row[0]).observed_state()
     changed = _changed(root, [(r[0], r[12], r[13]) for r in rows])

@@ -147,7 +147,7 @@ async def job_stream(jobs: AsyncJobs, job_id: str, offsets: tuple[int, int]) -> 
         )
         if not caught_up:
             continue
-        if state["state"] == "running":
+        if state["state"] in ("running", "queued"):
             try:
                 await jobs.wait(job_id=job_id, wait_seconds=JOB_PERIOD_S, tail_lines=0, max_bytes=0)
             except JobError:

@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 TAIL_LINES = 200
 PAGE_BYTES = 65536
 STREAMS = ("stdout", "stderr", "full")
-STATES = ("created", "running", "exited", "killed", "failed")
+STATES = ("created", "queued", "running", "exited", "killed", "failed")
 SIGNALS = ("SIGTERM", "SIGINT", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 #: Paths the web page answers; everything else belongs to the MCP transports.
 PREFIXES = ("/jobs/", "/api/", "/events", "/static/")

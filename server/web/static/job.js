@@ -30,8 +30,9 @@
       document.getElementById("duration").textContent = (s.duration_ms / 1000).toFixed(1) + " s";
     }
     const kill = document.getElementById("kill"), restart = document.getElementById("restart");
-    if (kill) kill.disabled = s.state !== "running";
-    if (restart) restart.disabled = s.state === "running";
+    const live = s.state === "running" || s.state === "queued";
+    if (kill) kill.disabled = !live;
+    if (restart) restart.disabled = live;
   }
 
   const source = new EventSource("/events/" + id + "?stdout=" + ends.stdout + "&stderr=" + ends.stderr);
