@@ -15,6 +15,7 @@ MODULES = (
     "bench.until_bench",
     "bench.cli_bench",
     "bench.web_bench",
+    "bench.slurm_bench",
 )
 
 
