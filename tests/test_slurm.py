@@ -170,6 +170,21 @@ def test_a_queued_job_shows_slurms_reason_and_can_be_killed(jobs: Jobs) -> None:
 
 
 @pytest.mark.slurm
+def test_a_job_queued_behind_one_that_fills_the_node_can_be_killed(jobs: Jobs, tmp_path: Path) -> None:
+    started = Fifo(tmp_path / "started")
+    cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()[0])
+    whole_node = {"cpus": cpus}
+    first = jobs.run(command=f"echo up > {started}; exec sleep 600", backend="slurm", slurm=whole_node, wait_seconds=0)
+    started.read(timeout=SLURM_WAIT_S)
+    second = jobs.run(command="echo ran", backend="slurm", slurm=whole_node, wait_seconds=0)
+    assert second.state == "queued" and second.slurm is not None and second.slurm.state == "PENDING"
+    killed = jobs.kill(job_id=second.job_id)
+    assert killed.state == "killed" and slurm_gone(second.slurm.job_id).state == "CANCELLED"
+    assert jobs.kill(job_id=first.job_id, wait_seconds=SLURM_WAIT_S).state == "killed"
+    assert jobs.snapshot(job_id=second.job_id).snapshot.stdout_tail == ""  # it never ran
+
+
+@pytest.mark.slurm
 def test_a_timeout_is_enforced_by_the_supervisor_and_backed_by_slurms_time_limit(jobs: Jobs) -> None:
     run = jobs.run(command="exec sleep 600", backend="slurm", timeout=1, kill_after=1, wait_seconds=SLURM_WAIT_S)
     assert run.state == "killed" and run.reason == "timeout" and run.signal == "SIGTERM", run

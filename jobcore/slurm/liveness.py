@@ -87,16 +87,20 @@ def may_be_alive(jd: JobDir) -> bool:
     return found is not None and found.active
 
 
-def info(jd: JobDir, *, ask: bool = True) -> dict[str, Any] | None:
-    """The payloads' ``slurm`` object (None for a local job): Slurm's id, and with ``ask`` its
-    state and pending reason (from the rate-limited record)."""
+def info(jd: JobDir, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The payloads' ``slurm`` object (None for a local job): Slurm's id, state and pending
+    reason, from the rate-limited record; for a job that has ended, a record that said it
+    still runs is not shown as it was: Slurm is asked again."""
     if not jobfile.is_slurm(jd.path):
         return None
     slurm_id = jobfile.job_id(jd.path)
     out: dict[str, Any] = {"job_id": slurm_id}
-    if ask and slurm_id is not None:
+    if slurm_id is not None:
         try:
             found = record.cached(slurm_id)
+            if found is not None and found.active and records.is_ended(state):
+                record.forget(slurm_id)
+                found = record.cached(slurm_id)
         except JobError:
             found = None
         if found is not None:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 #: Where the nodes' Python lives, when it is not where the server's does.
 PYTHON_VAR = "AGENT_JOBS_SLURM_PYTHON"
+#: What sbatch itself reads to find the cluster: kept from the server's environment even when
+#: the policy's ``pass_env`` keeps it from jobs (the job then sees it too: it names no secret).
+_SLURM_CLIENT_VARS = ("SLURM_CONF", "SLURM_CLUSTERS")
 _SCRIPT_MODE = 0o700
 
 
@@ -70,8 +73,9 @@ def submit(jd: JobDir, meta: dict[str, Any], environ: Mapping[str, str]) -> str:
         *options.sbatch_flags(slurm, meta["timeout_ms"], meta["kill_after_ms"]),
         script,
     ]
+    client = {name: os.environ[name] for name in _SLURM_CLIENT_VARS if name in os.environ}
     try:
-        done = commands.run(argv, env=environ)
+        done = commands.run(argv, env={**environ, **client})
     except JobError as exc:
         _refused(jd, exc.message)
         raise

@@ -79,9 +79,9 @@ def fitted_payload(
     return fit_snapshot(read, build, max_bytes, budget)  # type: ignore[return-value]
 
 
-def backend_fields(jd: JobDir) -> dict[str, Any]:
-    """A payload's ``backend`` and ``slurm`` for a Slurm job; nothing for a local one."""
-    info = liveness.info(jd)
+def backend_fields(jd: JobDir, state: dict[str, Any]) -> dict[str, Any]:
+    """A payload's ``backend`` and ``slurm`` for a Slurm job in ``state``; nothing for a local one."""
+    info = liveness.info(jd, state)
     return {} if info is None else {"backend": "slurm", "slurm": SlurmInfo(**info)}
 
 
@@ -243,7 +243,7 @@ def watch_launched(
     meta = jd.read_meta()
     ended = records.is_ended(state)
     found_events = events(jd)
-    slurm = backend_fields(jd)
+    slurm = backend_fields(jd, state)
 
     def build(snap: Snapshot) -> LaunchPayload:
         return LaunchPayload(

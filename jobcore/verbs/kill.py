@@ -66,7 +66,7 @@ def kill(ctx: Context, inp: KillInput) -> Flow[KillPayload]:
         finished_at=end.get("finished_at"),
         reason=end.get("reason"),
         observed_within_ms=ms(time.monotonic() - begun),
-        **backend_fields(jd),
+        **backend_fields(jd, state),
     )
 
 

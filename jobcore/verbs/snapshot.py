@@ -15,7 +15,7 @@ def snapshot(ctx: Context, inp: SnapshotInput) -> SnapshotPayload:
     meta = jd.read_meta()
     state = jd.observed_state()
     found_events = events(jd)
-    slurm = backend_fields(jd)
+    slurm = backend_fields(jd, state)
 
     def build(snap: Snapshot) -> SnapshotPayload:
         return SnapshotPayload(

@@ -35,7 +35,7 @@ def wait(ctx: Context, inp: WaitInput) -> Flow[WaitPayload]:
     ended = records.is_ended(state)
     matched = None if line_watch is None else line_watch.matched
     found_events = events(jd)
-    slurm = backend_fields(jd)
+    slurm = backend_fields(jd, state)
 
     def build(snap: Snapshot) -> WaitPayload:
         return WaitPayload(
