@@ -35,7 +35,10 @@ async def test_server_info_shows_the_policy_and_limits(stdio_server, tmp_path: P
         "pass_env": ["PATH", "LANG"],
         "read_only": False,
         "max_running": 3,
+        "backends": None,
+        "slurm_partitions": None,
     }
+    assert info["backend"] == "local"
     assert info["limits"] == {
         "max_wait_seconds": 20,
         "default_wait_seconds": {"run_job": 10, "start_job": 10, "restart_job": 10, "wait": 20, "kill": 3},

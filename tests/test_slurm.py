@@ -29,6 +29,7 @@ from jobcore.slurm import POLL_S, jobfile, record
 from jobcore.store import JobDir
 from jobcore.times import epoch
 from jobcore.verbs._observe import wait_for_end
+from server import config
 
 #: Generous: Slurm schedules a job within a second or two, more on a loaded machine.
 SLURM_WAIT_S = 30.0
@@ -314,3 +315,17 @@ def test_the_cli_runs_on_slurm_and_lists_the_slurm_id(slurm_root: Path, jobs: Jo
     assert json.loads(shown.stdout)["slurm"]["job_id"] == ran.slurm.job_id
     refused = cli(slurm_root, "run", "--backend", "local", "--cpus", "2", "true", cwd=tmp_path)
     assert refused.returncode == 2 and "--backend slurm" in refused.stderr
+
+
+def test_the_servers_default_backend_comes_from_the_flag_or_the_environment(tmp_path: Path) -> None:
+    assert config.parse([], {}).backend == "local"
+    assert config.parse([], {"AGENT_JOBS_BACKEND": "slurm"}).backend == "slurm"
+    assert config.parse(["--backend", "local"], {"AGENT_JOBS_BACKEND": "slurm"}).backend == "local"
+    with pytest.raises(config.ConfigError, match="AGENT_JOBS_BACKEND='lsf'"):
+        config.parse([], {"AGENT_JOBS_BACKEND": "lsf"})
+    # A job that does not say runs on the default: here refused as a Slurm job, before anything is made.
+    jobs = Jobs(tmp_path / "jobs", policy=Policy(backends=["local"]), backend="slurm")
+    with pytest.raises(JobError) as caught:
+        jobs.create(command="true")
+    assert caught.value.details["rule"] == "backends" and caught.value.details["value"] == "slurm"
+    assert jobs.create(command="true", backend="local").state == "created"

@@ -7,10 +7,13 @@ A command that is missing, hangs or cannot reach the controller is ``backend_una
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import JobError
+
+if TYPE_CHECKING:
+    import subprocess
 
 #: Longest a Slurm command may take before Slurm is taken for unavailable.
 COMMAND_TIMEOUT_S = 20.0
@@ -24,6 +27,8 @@ def unavailable(message: str, **details: object) -> JobError:
 
 def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a Slurm command to its end; its exit status is the caller's to judge."""
+    import subprocess  # here: the CLI's cold start (every read of the store) never needs it
+
     program = shutil.which(argv[0])
     if program is None:
         raise unavailable(f"Slurm's {argv[0]} is not installed (not on PATH)", command=argv[0])

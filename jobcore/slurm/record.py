@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass
 
 from . import commands
 
@@ -31,20 +30,23 @@ ACTIVE_STATES = frozenset(
         "SIGNALING",
     }
 )
-_FIELD = re.compile(r"(?:^|\s)(JobState|Reason|ExitCode|NodeList)=(\S*)")
+#: Compiled on first use (by ``re``'s cache), not at import: the CLI's cold start never parses a record.
+_FIELD = r"(?:^|\s)(JobState|Reason|ExitCode|NodeList)=(\S*)"
 _UNKNOWN = "Invalid job id"
 
 
-@dataclass(frozen=True)
 class SlurmJob:
-    """What Slurm says of one job."""
+    """What Slurm says of one job. A plain class: a dataclass costs the CLI's cold start."""
 
-    job_id: str
-    state: str
-    reason: str | None
-    #: ``status:signal`` of the batch script, as Slurm shows it (``0:0`` while it runs).
-    exit_code: str | None
-    node: str | None
+    __slots__ = ("exit_code", "job_id", "node", "reason", "state")
+
+    def __init__(self, job_id: str, state: str, reason: str | None, exit_code: str | None, node: str | None) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.reason = reason
+        #: ``status:signal`` of the batch script, as Slurm shows it (``0:0`` while it runs).
+        self.exit_code = exit_code
+        self.node = node
 
     @property
     def active(self) -> bool:
@@ -52,7 +54,7 @@ class SlurmJob:
 
 
 def parse(job_id: str, line: str) -> SlurmJob:
-    fields = dict(_FIELD.findall(line))
+    fields = dict(re.findall(_FIELD, line))
     reason = fields.get("Reason")
     node = fields.get("NodeList")
     return SlurmJob(
