@@ -329,3 +329,13 @@ def test_the_servers_default_backend_comes_from_the_flag_or_the_environment(tmp_
         jobs.create(command="true")
     assert caught.value.details["rule"] == "backends" and caught.value.details["value"] == "slurm"
     assert jobs.create(command="true", backend="local").state == "created"
+
+
+@pytest.mark.slurm
+def test_a_partition_slurm_refuses_is_invalid_input_and_nothing_is_created(cluster: None, tmp_path: Path) -> None:
+    jobs = Jobs(tmp_path / "jobs")
+    with pytest.raises(JobError) as caught:
+        jobs.run(command="true", backend="slurm", slurm={"partition": "no-such-partition"})
+    assert caught.value.code == "invalid_input" and caught.value.details["field"] == "slurm"
+    assert "partition" in caught.value.message
+    assert jobs.store.job_ids() == []

@@ -3,7 +3,8 @@
 Before the first Slurm job a process submits under a root (per partition), a tiny job writes
 a probe file under the root from its node; unless the file appears here within
 :data:`PROBE_TIMEOUT_S`, Slurm jobs are refused (``backend_unavailable``) and nothing is
-created. A passed probe is remembered for the life of the process.
+created; a partition or account Slurm refuses is ``invalid_input``. A passed probe is
+remembered for the life of the process.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..errors import JobError
 from . import commands, record
 
 #: Longest the probe job may take to be scheduled, run and be seen.
@@ -53,8 +55,12 @@ def _probe(root: Path, partition: str | None, account: str | None) -> None:
     )
     slurm_id = done.stdout.strip().split(";")[0]
     if done.returncode != 0 or not slurm_id.isdigit():
-        raise commands.unavailable(
-            f"Slurm refused the shared-storage probe job: {commands.first_line(done.stderr)}", root=str(root)
+        # Slurm answered, and refused the partition or the account the job asks for.
+        cause = commands.first_line(done.stderr)
+        raise JobError(
+            "invalid_input",
+            f"slurm: Slurm refuses a job with these options: {cause}",
+            details={"field": "slurm", "partition": partition, "account": account, "sbatch": cause},
         )
     try:
         _await(probe, slurm_id, root)
