@@ -9,7 +9,6 @@ that never started, the tail of ``slurm.out``). Slurm not answering judges nothi
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobError
@@ -51,9 +50,18 @@ def record_lost(jd: JobDir, state: dict[str, Any], slurm_id: str, found: record.
         "supervisor_pid": state.get("supervisor_pid"),
         "finished_at": fsio.now_rfc3339(),
     }
-    if os.path.exists(jd.file(fsio.KILL_REQUEST)):
+    if _kill_requested(jd):
         return jd.write_state("killed", reason="killed", **common)
     return jd.write_state("failed", reason=lost_reason(jd, state, slurm_id, found), **common)
+
+
+def _kill_requested(jd: JobDir) -> bool:
+    """A kill that ends the job was asked for (SIGUSR1 and SIGUSR2 end nothing)."""
+    try:
+        request = fsio.read_json(jd.file(fsio.KILL_REQUEST))
+    except (OSError, ValueError):
+        return False
+    return request.get("signal") not in (None, "SIGUSR1", "SIGUSR2")
 
 
 def lost_reason(jd: JobDir, state: dict[str, Any], slurm_id: str, found: record.SlurmJob | None) -> str:
