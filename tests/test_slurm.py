@@ -339,3 +339,18 @@ def test_a_partition_slurm_refuses_is_invalid_input_and_nothing_is_created(clust
     assert caught.value.code == "invalid_input" and caught.value.details["field"] == "slurm"
     assert "partition" in caught.value.message
     assert jobs.store.job_ids() == []
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize(("asked", "recorded"), [("SIGTERM", "killed"), ("SIGUSR1", "failed")])
+def test_a_job_slurm_no_longer_knows_is_ended_killed_only_if_a_kill_was_asked_for(
+    cluster: None, tmp_path: Path, asked: str, recorded: str
+) -> None:
+    jd = JobDir(tmp_path, "cd" * 16)
+    jd.path.mkdir()
+    jd.write_state("running")
+    jobfile.write(jd.path, {"job_id": "999999999"})  # an id Slurm never gave
+    (jd.path / "kill.json").write_text(json.dumps({"signal": asked, "requested_at": "2026-01-01T00:00:00.000Z"}))
+    state = jd.observed_state()
+    assert state["job"]["status"] == recorded
+    assert recorded == "killed" or state["reason"] == "slurm_lost: Slurm job 999999999 is unknown to Slurm"
