@@ -1,4 +1,4 @@
-"""The fork server: forks supervisors on request, so a launch costs a fork, not an interpreter.
+"""The fork server: forks supervisors ahead of requests, so a launch costs no interpreter and no fork.
 
 Standard library only, imported by path under ``python -S -E`` like the supervisor, whose
 modules it has loaded already: each supervisor it forks starts warm and shares those pages
@@ -6,17 +6,20 @@ with its siblings (copy-on-write; :func:`gc.freeze` keeps the collector from tou
 
 One per job store, started detached (its own session, stdio on /dev/null) by the first launch
 that finds none (see :mod:`jobcore.forkserve`). It listens on ``.forkserver.sock`` in the
-store's root, mode 0600, and serves only its own user. A request is one length-prefixed
-JSON message ``{"job_dir", "env", "umask", "rlimits"}`` carrying the launcher's
-acknowledgement pipe (``SCM_RIGHTS``); the answer is the supervisor's pid. The child leaves
-our session for its own, is given the request's environment (never ours) for the job, the launcher's umask
-and resource limits, keeps the job directory open on fd 3 (how readers tell a forked
-supervisor, whose command line is ours, see :func:`procs.is_supervisor_of`), and runs
-:func:`supervisor.main.main` with fd 2 on the pipe, as a spawned supervisor would.
+store's root, mode 0600, and serves only its own user. One forked spare at a time waits on
+that socket and takes the next request itself (we then fork the next spare). A request is
+one length-prefixed JSON message ``{"job_dir", "env", "umask", "rlimits"}`` carrying the
+launcher's acknowledgement pipe (``SCM_RIGHTS``); the answer is the supervisor's pid. The
+spare leaves our session for its own, is given the request's environment (never ours) for
+the job, the launcher's umask and resource limits, keeps the job directory open on fd 3 (how
+readers tell a forked supervisor, whose command line is ours, see
+:func:`procs.is_supervisor_of`), and runs :func:`supervisor.main.main` with fd 2 on the
+pipe, as a spawned supervisor would.
 
-We reap our children (the supervisors) and nothing else. Killing us takes no job with us:
-each supervisor is in its own session and carries on, reparented. With no supervisor left
-and no request for :data:`IDLE_EXIT_S`, or once our socket is gone (the root removed), we exit.
+We reap our children (the supervisors and the spare) and nothing else. Killing us takes no
+job with us: each supervisor is in its own session and carries on, reparented; the spare
+sees its lifeline pipe end and exits. With no supervisor left and no request for
+:data:`IDLE_EXIT_S`, or once our socket is gone (the root removed), we exit.
 """
 
 from __future__ import annotations
