@@ -80,11 +80,26 @@ def _recv_request(conn: _socket.socket) -> tuple[dict, int]:
     return request, fds[0]
 
 
+#: Our resource limits, read once before the first fork: a spare compares a request's with
+#: these (which it inherited) and changes only those that differ, calling nothing for the rest.
+_OWN_LIMITS: dict[int, tuple[int, int]] = {}
+
+
+def _read_own_limits() -> None:
+    for name, which in vars(resource).items():
+        if name.startswith("RLIMIT_") and isinstance(which, int):
+            _OWN_LIMITS[which] = resource.getrlimit(which)
+
+
+def _own_limit(which: int) -> tuple[int, int]:
+    return _OWN_LIMITS.get(which) or resource.getrlimit(which)
+
+
 def _limits_refused(rlimits: list) -> str | None:
     """Why we cannot give a child the launcher's resource limits (a hard limit above ours
     cannot be raised back), or None: the launcher then spawns its supervisor itself."""
     for which, _, hard in rlimits:
-        ours = resource.getrlimit(which)[1]
+        ours = _own_limit(which)[1]
         if ours != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > ours):
             return f"resource limit {which} is above the fork server's"
     return None
@@ -109,7 +124,8 @@ def _child(request: dict, ack_fd: int) -> None:
         environ = {str(k): str(v) for k, v in request["env"].items()}
         os.umask(request["umask"])
         for which, soft, hard in request["rlimits"]:
-            resource.setrlimit(which, (soft, hard))
+            if (soft, hard) != _own_limit(which):
+                resource.setrlimit(which, (soft, hard))
         code = main.main(job_dir, environ)
     except BaseException as exc:
         try:
@@ -246,6 +262,7 @@ def serve(root: str) -> int:
     poller.register(sig_r, select.POLLIN)
     poller.register(taken_r, select.POLLIN)
     spare_close = [sig_r, sig_w, taken_r, lifeline_w]
+    _read_own_limits()
     gc.collect()
     gc.freeze()  # what we loaded stays shared with every child: the collector never writes to it
     idle_since = time.monotonic()
