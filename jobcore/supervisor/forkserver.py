@@ -207,6 +207,8 @@ class _Children:
     def __init__(self) -> None:
         self.pids: set[int] = set()
         self.spare: int | None = None
+        #: A spare took a request since the idle clock was last looked at.
+        self.took = False
 
     def reap(self) -> None:
         while True:
@@ -222,7 +224,7 @@ class _Children:
 
     @property
     def supervising(self) -> bool:
-        return bool(self.pids - {self.spare})
+        return len(self.pids) > (self.spare is not None)
 
 
 def _still_ours(path: str, ino: int) -> bool:
@@ -266,21 +268,31 @@ def serve(root: str) -> int:
     gc.collect()
     gc.freeze()  # what we loaded stays shared with every child: the collector never writes to it
     idle_since = time.monotonic()
-    while _still_ours(path, ino):
+    # Between two forks we do as little as we can: every page we write meanwhile is one the
+    # supervisor forked before no longer shares with the next. The clock and the socket are
+    # looked at in quiet seconds only; children are reaped when one has exited.
+    while True:
         if children.spare is None:
             pid = os.fork()
             if pid == 0:
                 _spare(listener, lifeline_r, taken_w, spare_close)
             children.spare = pid
             children.pids.add(pid)
-        for fd, _ in poller.poll(1000):
+        ready = poller.poll(1000)
+        for fd, _ in ready:
             if _drain(fd) and fd == taken_r:
                 children.spare = None  # a supervisor now
-                idle_since = time.monotonic()
-        children.reap()
-        if children.supervising:
-            idle_since = time.monotonic()
-        elif time.monotonic() - idle_since >= IDLE_EXIT_S:
+                children.took = True
+            elif fd == sig_r:
+                children.reap()
+        if ready:
+            continue
+        if not _still_ours(path, ino):
+            break
+        now = time.monotonic()
+        if children.supervising or children.took:
+            idle_since, children.took = now, False
+        elif now - idle_since >= IDLE_EXIT_S:
             break
     if _still_ours(path, ino):
         os.unlink(path)
