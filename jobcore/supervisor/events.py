@@ -85,7 +85,7 @@ class Notifier:
         self._serial = 0
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.job_dir, name)
+        return f"{self.job_dir}/{name}"
 
     # --- job.finished -------------------------------------------------------------------
 

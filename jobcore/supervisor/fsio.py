@@ -121,7 +121,8 @@ def write_json_atomic(path: str, data: object, mode: int = 0o600, *, durable: bo
     return, so the record survives an OS crash (see ``docs/records.md``); it costs two fsyncs.
     (Not ``tempfile``: importing it costs the supervisor 3 ms and 1.5 MB at every launch.)
     """
-    directory = os.path.dirname(path)
+    head, slash, _ = path.rpartition("/")
+    directory = head or slash
     tmp = f"{directory}/.tmp-{os.getpid()}-{next(_tmp_serial)}"
     view = memoryview((dumps(data) + "\n").encode())
     # Written with os.write, not a file object: its buffers cost a supervisor pages and time.
@@ -190,8 +191,12 @@ def find_program(name: str, env: Mapping[str, str]) -> str:
     if "/" in name:
         return name
     for directory in env.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.join(directory or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        candidate = f"{directory or '.'}/{name}"
+        try:
+            regular = os.stat(candidate).st_mode & 0o170000 == 0o100000
+        except (OSError, ValueError):
+            continue
+        if regular and os.access(candidate, os.X_OK):
             return candidate
     raise FileNotFoundError(2, "No such file or directory", name)
 

@@ -107,7 +107,9 @@ class Supervisor:
         self._end_retry_until = 0.0
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.job_dir, name)
+        # Not os.path.join: job_dir is absolute already, and each os.path function run in a
+        # forked supervisor writes to pages it would otherwise share (refcounts of its code).
+        return f"{self.job_dir}/{name}"
 
     def _record(self) -> records.StateRecord:
         return records.state_record(
@@ -325,12 +327,12 @@ def main(job_dir: str, environ: Mapping[str, str] | None = None) -> int:
     """
     job_dir = os.path.abspath(job_dir)
     try:
-        os.close(os.open(os.path.join(job_dir, fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.close(os.open(f"{job_dir}/{fsio.ACK}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         return 0  # the launcher gave up on us and marked the launch failed: run nothing
     _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # Held open while the job runs; waiters see POLLHUP on their read end when we close it.
-    wake_fd = os.open(os.path.join(job_dir, fsio.WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK)
+    wake_fd = os.open(f"{job_dir}/{fsio.WAKE_FIFO}", os.O_RDWR | os.O_NONBLOCK)
     sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     for signum in (_signal.SIGCHLD, _signal.SIGUSR1):
         _signal.signal(signum, lambda *_: None)
@@ -354,10 +356,10 @@ def main(job_dir: str, environ: Mapping[str, str] | None = None) -> int:
             notifier.deliver_finished()
 
     wake_on_end()
-    full_path = os.path.join(job_dir, fsio.FULL)
+    full_path = f"{job_dir}/{fsio.FULL}"
     full_fd = os.open(full_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     followers = [
-        follow.LogFollower(os.path.join(job_dir, name), stream, full_fd, full_path, notifier.on_lines, errors)
+        follow.LogFollower(f"{job_dir}/{name}", stream, full_fd, full_path, notifier.on_lines, errors)
         for name, stream in ((fsio.STDOUT, "stdout"), (fsio.STDERR, "stderr"))
     ]
     poller = select.poll()
