@@ -273,11 +273,15 @@ def serve(root: str) -> int:
     # looked at in quiet seconds only; children are reaped when one has exited.
     while True:
         if children.spare is None:
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                pid = -1  # no process to spare now (a limit reached): tried again in a second
             if pid == 0:
                 _spare(listener, lifeline_r, taken_w, spare_close)
-            children.spare = pid
-            children.pids.add(pid)
+            if pid > 0:
+                children.spare = pid
+                children.pids.add(pid)
         ready = poller.poll(1000)
         for fd, _ in ready:
             if _drain(fd) and fd == taken_r:
