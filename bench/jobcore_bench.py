@@ -213,7 +213,8 @@ def _throughput(jobs: Jobs, work: Path) -> list[Row]:
 
 
 def _memory_kib(pid: int, field: str) -> int:
-    """``Rss`` or ``Pss`` (shared pages divided among their sharers) of a process, in KiB."""
+    """A field of a process's ``smaps_rollup`` in KiB: ``Rss``, ``Pss`` (shared pages divided
+    among their sharers), ``Private_Dirty`` (pages no other process maps: what each job adds)."""
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -228,6 +229,7 @@ def _concurrent(jobs: Jobs) -> list[Row]:
     supervisors = [jobs.store.open(j).read_state()["supervisor_pid"] for j in job_ids]
     rss = [_memory_kib(pid, "Rss") for pid in supervisors]
     pss = [_memory_kib(pid, "Pss") for pid in supervisors]
+    private = [_memory_kib(pid, "Private_Dirty") + _memory_kib(pid, "Private_Clean") for pid in supervisors]
     for job_id in job_ids:
         jobs.kill(job_id=job_id, signal="SIGKILL", wait_seconds=10)
 
@@ -246,7 +248,8 @@ def _concurrent(jobs: Jobs) -> list[Row]:
         ),
         Row(
             "  resident memory of their supervisors",
-            f"{statistics.median(rss) / 1024:.1f} MiB RSS each (max {max(rss) / 1024:.1f}); "
+            f"{statistics.median(rss) / 1024:.1f} MiB RSS each (max {max(rss) / 1024:.1f}), "
+            f"{statistics.median(private) / 1024:.2f} MiB of it private; "
             f"all {CONCURRENT_JOBS}: {sum(pss) / 1024:.0f} MiB PSS",
             "0",
             "Popen keeps no process beside the command",

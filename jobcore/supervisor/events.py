@@ -85,7 +85,7 @@ class Notifier:
         self._serial = 0
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.job_dir, name)
+        return f"{self.job_dir}/{name}"
 
     # --- job.finished -------------------------------------------------------------------
 
@@ -242,8 +242,9 @@ class Notifier:
             stdin = os.open(pending.stdin_path, os.O_RDONLY)
             devnull = os.open(os.devnull, os.O_WRONLY)
             try:
-                pending.pid = os.posix_spawnp(
-                    argv[0],
+                # Found on the job's PATH: ours, in a forked supervisor, is the fork server's.
+                pending.pid = os.posix_spawn(
+                    fsio.find_program(argv[0], env),
                     argv,
                     env,
                     file_actions=[

@@ -1,4 +1,4 @@
-"""The fork server: forks supervisors on request, so a launch costs a fork, not an interpreter.
+"""The fork server: forks supervisors ahead of requests, so a launch costs no interpreter and no fork.
 
 Standard library only, imported by path under ``python -S -E`` like the supervisor, whose
 modules it has loaded already: each supervisor it forks starts warm and shares those pages
@@ -6,17 +6,20 @@ with its siblings (copy-on-write; :func:`gc.freeze` keeps the collector from tou
 
 One per job store, started detached (its own session, stdio on /dev/null) by the first launch
 that finds none (see :mod:`jobcore.forkserve`). It listens on ``.forkserver.sock`` in the
-store's root, mode 0600, and serves only its own user. A request is one length-prefixed
-JSON message ``{"job_dir", "env", "umask", "rlimits"}`` carrying the launcher's
-acknowledgement pipe (``SCM_RIGHTS``); the answer is the supervisor's pid. The child leaves
-our session for its own, takes the request's environment (never ours), the launcher's umask
-and resource limits, keeps the job directory open on fd 3 (how readers tell a forked
-supervisor, whose command line is ours, see :func:`procs.is_supervisor_of`), and runs
-:func:`supervisor.main.main` with fd 2 on the pipe, as a spawned supervisor would.
+store's root, mode 0600, and serves only its own user. One forked spare at a time waits on
+that socket and takes the next request itself (we then fork the next spare). A request is
+one length-prefixed JSON message ``{"job_dir", "env", "umask", "rlimits"}`` carrying the
+launcher's acknowledgement pipe (``SCM_RIGHTS``); the answer is the supervisor's pid. The
+spare leaves our session for its own, is given the request's environment (never ours) for
+the job, the launcher's umask and resource limits, keeps the job directory open on fd 3 (how
+readers tell a forked supervisor, whose command line is ours, see
+:func:`procs.is_supervisor_of`), and runs :func:`supervisor.main.main` with fd 2 on the
+pipe, as a spawned supervisor would.
 
-We reap our children (the supervisors) and nothing else. Killing us takes no job with us:
-each supervisor is in its own session and carries on, reparented. With no supervisor left
-and no request for :data:`IDLE_EXIT_S`, or once our socket is gone (the root removed), we exit.
+We reap our children (the supervisors and the spare) and nothing else. Killing us takes no
+job with us: each supervisor is in its own session and carries on, reparented; the spare
+sees its lifeline pipe end and exits. With no supervisor left and no request for
+:data:`IDLE_EXIT_S`, or once our socket is gone (the root removed), we exit.
 """
 
 from __future__ import annotations
@@ -77,25 +80,35 @@ def _recv_request(conn: _socket.socket) -> tuple[dict, int]:
     return request, fds[0]
 
 
+#: Our resource limits, read once before the first fork: a spare compares a request's with
+#: these (which it inherited) and changes only those that differ, calling nothing for the rest.
+_OWN_LIMITS: dict[int, tuple[int, int]] = {}
+
+
+def _read_own_limits() -> None:
+    for name, which in vars(resource).items():
+        if name.startswith("RLIMIT_") and isinstance(which, int):
+            _OWN_LIMITS[which] = resource.getrlimit(which)
+
+
+def _own_limit(which: int) -> tuple[int, int]:
+    return _OWN_LIMITS.get(which) or resource.getrlimit(which)
+
+
 def _limits_refused(rlimits: list) -> str | None:
     """Why we cannot give a child the launcher's resource limits (a hard limit above ours
     cannot be raised back), or None: the launcher then spawns its supervisor itself."""
     for which, _, hard in rlimits:
-        ours = resource.getrlimit(which)[1]
+        ours = _own_limit(which)[1]
         if ours != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > ours):
             return f"resource limit {which} is above the fork server's"
     return None
 
 
-def _child(request: dict, ack_fd: int, keep_open: list[int]) -> None:
-    """In the forked child: become a supervisor as a spawned one would be. Never returns."""
+def _child(request: dict, ack_fd: int) -> None:
+    """In the spare that took a request: become a supervisor as a spawned one would be. Never returns."""
     code = 1
     try:
-        # Our signal pipe is let go before it is closed, so no signal writes to a reused fd.
-        _signal.set_wakeup_fd(-1)
-        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-        for fd in keep_open:
-            os.close(fd)
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
@@ -108,12 +121,12 @@ def _child(request: dict, ack_fd: int, keep_open: list[int]) -> None:
         if dir_fd != JOB_DIR_FD:
             os.dup2(dir_fd, JOB_DIR_FD, inheritable=False)
             os.close(dir_fd)
-        os.environ.clear()
-        os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+        environ = {str(k): str(v) for k, v in request["env"].items()}
         os.umask(request["umask"])
         for which, soft, hard in request["rlimits"]:
-            resource.setrlimit(which, (soft, hard))
-        code = main.main(job_dir)
+            if (soft, hard) != _own_limit(which):
+                resource.setrlimit(which, (soft, hard))
+        code = main.main(job_dir, environ)
     except BaseException as exc:
         try:
             # The last line is what the launcher reports, as of a spawned supervisor's traceback.
@@ -124,45 +137,94 @@ def _child(request: dict, ack_fd: int, keep_open: list[int]) -> None:
         os._exit(code)
 
 
-def _serve_one(listener: _socket.socket, signal_pipe: tuple[int, int]) -> None:
-    fd, _ = listener._accept()
-    conn = _socket.socket(fileno=fd)
+def _take_request(conn: _socket.socket) -> tuple[dict, int] | None:
+    """Check the caller and read its request, answering our pid; None once refused."""
+    conn.settimeout(5.0)
+    creds = conn.getsockopt(_socket.SOL_SOCKET, _SO_PEERCRED, 12)
+    if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
+        return None
     try:
-        conn.settimeout(5.0)
-        creds = conn.getsockopt(_socket.SOL_SOCKET, _SO_PEERCRED, 12)
-        if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
-            return
-        try:
-            request, ack_fd = _recv_request(conn)
-        except (OSError, ValueError) as exc:
-            conn.sendall(f"error {exc}\n".encode())
-            return
-        if (refused := _limits_refused(request["rlimits"])) is not None:
-            os.close(ack_fd)
-            conn.sendall(f"error {refused}\n".encode())
-            return
-        try:
-            pid = os.fork()
-            if pid == 0:
-                _child(request, ack_fd, [listener.fileno(), conn.fileno(), *signal_pipe])
-        finally:
-            os.close(ack_fd)
-        conn.sendall(f"{pid}\n".encode())
+        request, ack_fd = _recv_request(conn)
+    except (OSError, ValueError) as exc:
+        conn.sendall(f"error {exc}\n".encode())
+        return None
+    if (refused := _limits_refused(request["rlimits"])) is not None:
+        os.close(ack_fd)
+        conn.sendall(f"error {refused}\n".encode())
+        return None
+    try:
+        conn.sendall(f"{os.getpid()}\n".encode())
     except OSError:
-        pass
-    finally:
-        conn.close()
+        os.close(ack_fd)
+        raise
+    return request, ack_fd
 
 
-def _reap() -> int:
-    """Reap exited supervisors; how many are still running."""
-    while True:
+def _spare(listener: _socket.socket, lifeline: int, taken: int, close: list[int]) -> None:
+    """In a forked spare: wait for one request and become its supervisor. Never returns.
+
+    It accepts the connection itself and says so on ``taken`` (the fork server then forks the
+    next spare), so a launch waits for no fork, and the fork server parses nothing: between
+    two forks it writes to hardly a page, so siblings keep sharing what they inherited."""
+    code = 0
+    try:
+        # Our signal pipe is let go before it is closed, so no signal writes to a reused fd.
+        _signal.set_wakeup_fd(-1)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        for fd in close:
+            os.close(fd)
+        poller = select.poll()
+        poller.register(listener.fileno(), select.POLLIN)
+        poller.register(lifeline, select.POLLIN)
+        while True:
+            # The lifeline's write end is the fork server's alone: its end (or death) ends us.
+            if any(fd == lifeline for fd, _ in poller.poll()):
+                return
+            try:
+                fd, _ = listener._accept()
+                break
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+        os.write(taken, b"x")
+        for held in (listener.fileno(), lifeline, taken):
+            os.close(held)
+        conn = _socket.socket(fileno=fd)
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return 0
-        if pid == 0:
-            return 1
+            taken_request = _take_request(conn)
+        finally:
+            conn.close()
+        if taken_request is not None:
+            _child(*taken_request)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+class _Children:
+    """The fork server's children: supervisors, and the one spare waiting for a request."""
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+        self.spare: int | None = None
+        #: A spare took a request since the idle clock was last looked at.
+        self.took = False
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            self.pids.discard(pid)
+            if pid == self.spare:
+                self.spare = None  # died waiting (killed): the loop forks another
+
+    @property
+    def supervising(self) -> bool:
+        return len(self.pids) > (self.spare is not None)
 
 
 def _still_ours(path: str, ino: int) -> bool:
@@ -173,7 +235,10 @@ def _still_ours(path: str, ino: int) -> bool:
 
 
 def serve(root: str) -> int:
-    """Listen under ``root`` and fork supervisors until idle; fd 2 gets ``READY`` once listening."""
+    """Listen under ``root`` and fork supervisors until idle; fd 2 gets ``READY`` once listening.
+
+    One forked spare at a time waits for the next request (see :func:`_spare`); we fork the
+    next as soon as it has taken one."""
     path = os.path.join(os.path.abspath(root), SOCKET_NAME)
     os.chdir("/")  # no directory of the launcher's is kept busy by us
     listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -183,36 +248,74 @@ def serve(root: str) -> int:
     finally:
         os.umask(old_umask)
     listener.listen(128)
+    listener.setblocking(False)  # a connection reset between poll and accept never blocks a spare
     ino = os.stat(path).st_ino
     sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    taken_r, taken_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
     _signal.signal(_signal.SIGCHLD, lambda *_: None)
     _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
-    gc.collect()
-    gc.freeze()  # what we loaded stays shared with every child: the collector never writes to it
     os.write(2, b"READY")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+    children = _Children()
     poller = select.poll()
-    poller.register(listener.fileno(), select.POLLIN)
     poller.register(sig_r, select.POLLIN)
+    poller.register(taken_r, select.POLLIN)
+    spare_close = [sig_r, sig_w, taken_r, lifeline_w]
+    _read_own_limits()
+    gc.collect()
+    gc.freeze()  # what we loaded stays shared with every child: the collector never writes to it
     idle_since = time.monotonic()
+    # Between two forks we do as little as we can: every page we write meanwhile is one the
+    # supervisor forked before no longer shares with the next. The clock and the socket are
+    # looked at in quiet seconds only; children are reaped when one has exited.
     while True:
-        ready = {fd for fd, _ in poller.poll(1000)}
-        if sig_r in ready:
+        if children.spare is None:
             try:
-                os.read(sig_r, 4096)
-            except BlockingIOError:
-                pass
-        if listener.fileno() in ready:
-            _serve_one(listener, (sig_r, sig_w))
-            idle_since = time.monotonic()
-        if _reap():
-            idle_since = time.monotonic()
+                pid = os.fork()
+            except OSError:
+                pid = -1  # no process to spare now (a limit reached): tried again in a second
+            if pid == 0:
+                _spare(listener, lifeline_r, taken_w, spare_close)
+            if pid > 0:
+                children.spare = pid
+                children.pids.add(pid)
+        ready = poller.poll(1000)
+        for fd, _ in ready:
+            if _drain(fd) and fd == taken_r:
+                children.spare = None  # a supervisor now
+                children.took = True
+            elif fd == sig_r:
+                children.reap()
+        if ready:
+            continue
         if not _still_ours(path, ino):
             break
-        if time.monotonic() - idle_since >= IDLE_EXIT_S:
+        now = time.monotonic()
+        if children.supervising or children.took:
+            idle_since, children.took = now, False
+        elif now - idle_since >= IDLE_EXIT_S:
             break
     if _still_ours(path, ino):
         os.unlink(path)
+    # The spare sees its lifeline end and exits (we reap it), unless it took a request
+    # meanwhile: it then carries on as a supervisor, reparented like the others.
+    os.close(lifeline_w)
+    deadline = time.monotonic() + IDLE_EXIT_S
+    while children.spare is not None and time.monotonic() < deadline:
+        for fd, _ in poller.poll(100):
+            if fd == taken_r and _drain(fd):
+                return 0
+            _drain(fd)
+        children.reap()
     return 0
+
+
+def _drain(fd: int) -> bool:
+    """Empty a non-blocking pipe; whether there was anything in it."""
+    try:
+        return bool(os.read(fd, 4096))
+    except BlockingIOError:
+        return False

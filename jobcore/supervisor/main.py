@@ -22,11 +22,13 @@ import ctypes
 import os
 import select
 import time
-from _collections_abc import Callable  # collections.abc without importing collections
+from _collections_abc import Callable, Mapping  # collections.abc without importing collections
 
 from . import events, follow, fsio, procs, records
 
 _PR_SET_CHILD_SUBREAPER = 36
+#: Looked up once, at import: a forked supervisor then only calls it (finding it costs pages).
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 _FOLLOW_MIN_S = 0.005
 _FOLLOW_MAX_S = 0.25
 #: While the disk refuses the end record, it is tried again each turn for this long.
@@ -71,23 +73,14 @@ def parse_env_file(path: str) -> dict[str, str]:
     return env
 
 
-def find_program(name: str, env: dict[str, str]) -> str:
-    """Resolve ``name`` on the command's own PATH (not ours), as exec would."""
-    if "/" in name:
-        return name
-    for directory in env.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.join(directory or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise FileNotFoundError(2, "No such file or directory", name)
-
-
 class Supervisor:
     """One job's command: spawns it, signals it on timeout or a kill request, and keeps
     ``state.json`` saying where it stands."""
 
-    def __init__(self, job_dir: str, errors: fsio.WriteErrorTally) -> None:
+    def __init__(self, job_dir: str, errors: fsio.WriteErrorTally, environ: Mapping[str, str]) -> None:
         self.job_dir = job_dir
+        #: What the job inherits: the launcher's environment, as the request gave it (see :func:`main`).
+        self.environ = environ
         self.errors = errors
         self.meta: records.MetaRecord = fsio.read_json(self._path(fsio.META))
         self.job_id = records.meta_job_id(self.meta)
@@ -114,7 +107,9 @@ class Supervisor:
         self._end_retry_until = 0.0
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.job_dir, name)
+        # Not os.path.join: job_dir is absolute already, and each os.path function run in a
+        # forked supervisor writes to pages it would otherwise share (refcounts of its code).
+        return f"{self.job_dir}/{name}"
 
     def _record(self) -> records.StateRecord:
         return records.state_record(
@@ -166,7 +161,7 @@ class Supervisor:
         return up_to_date or time.monotonic() >= self._end_retry_until
 
     def build_env(self) -> dict[str, str]:
-        env = dict(os.environ) if self.meta.get("inherit_env", True) else {}
+        env = dict(self.environ) if self.meta.get("inherit_env", True) else {}
         # Inherited from a server started by a notify command, it would make the job look like one.
         env.pop(records.SINK_VAR, None)
         for path in self.meta.get("env_files", []):
@@ -187,7 +182,7 @@ class Supervisor:
         try:
             self.env = env = self.build_env()
             os.chdir(self.meta["cwd"])
-            program = find_program(argv[0], env)
+            program = fsio.find_program(argv[0], env)
             stdin_path = self._path(fsio.STDIN) if self.meta.get("stdin_file") else os.devnull
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
             fds.append(os.open(stdin_path, os.O_RDONLY))
@@ -324,23 +319,27 @@ def _acknowledge() -> None:
     os.close(devnull)
 
 
-def main(job_dir: str) -> int:
-    """Supervise the job in ``job_dir`` until its end is on disk and every descendant is reaped."""
+def main(job_dir: str, environ: Mapping[str, str] | None = None) -> int:
+    """Supervise the job in ``job_dir`` until its end is on disk and every descendant is reaped.
+
+    ``environ`` is what the job inherits, ours when None. The fork server passes the request's
+    rather than put it in ``os.environ``, which costs every forked supervisor pages and ~1 ms.
+    """
     job_dir = os.path.abspath(job_dir)
     try:
-        os.close(os.open(os.path.join(job_dir, fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.close(os.open(f"{job_dir}/{fsio.ACK}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         return 0  # the launcher gave up on us and marked the launch failed: run nothing
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # Held open while the job runs; waiters see POLLHUP on their read end when we close it.
-    wake_fd = os.open(os.path.join(job_dir, fsio.WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK)
+    wake_fd = os.open(f"{job_dir}/{fsio.WAKE_FIFO}", os.O_RDWR | os.O_NONBLOCK)
     sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     for signum in (_signal.SIGCHLD, _signal.SIGUSR1):
         _signal.signal(signum, lambda *_: None)
     _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
 
     errors = fsio.WriteErrorTally()
-    sup = Supervisor(job_dir, errors)
+    sup = Supervisor(job_dir, errors, os.environ if environ is None else environ)
     notifier = events.Notifier(job_dir, sup.meta, errors)
     sup.before_end = notifier.record_finished
     sup.spawn()
@@ -357,10 +356,10 @@ def main(job_dir: str) -> int:
             notifier.deliver_finished()
 
     wake_on_end()
-    full_path = os.path.join(job_dir, fsio.FULL)
+    full_path = f"{job_dir}/{fsio.FULL}"
     full_fd = os.open(full_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     followers = [
-        follow.LogFollower(os.path.join(job_dir, name), stream, full_fd, full_path, notifier.on_lines, errors)
+        follow.LogFollower(f"{job_dir}/{name}", stream, full_fd, full_path, notifier.on_lines, errors)
         for name, stream in ((fsio.STDOUT, "stdout"), (fsio.STDERR, "stderr"))
     ]
     poller = select.poll()

@@ -10,8 +10,6 @@ supervisor's start-up does not pay for it (users write ``from __future__ import 
 
 from __future__ import annotations
 
-import os
-
 from . import fsio
 
 TYPE_CHECKING = False
@@ -302,16 +300,16 @@ def wrapper(meta: MetaRecord) -> list[str]:
 
 
 def event_base(meta: MetaRecord, event_type: str, job_dir: str) -> EventBase:
-    """What every event of the job carries."""
+    """What every event of the job carries (``job_dir`` absolute, as the supervisor has it)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "event_type": event_type,
         "job_id": meta["job"]["id"],
         "command": meta["command"],
         "cwd": meta["cwd"],
-        "stdout_log_path": os.path.join(job_dir, fsio.STDOUT),
-        "stderr_log_path": os.path.join(job_dir, fsio.STDERR),
-        "full_log_path": os.path.join(job_dir, fsio.FULL),
+        "stdout_log_path": f"{job_dir}/{fsio.STDOUT}",
+        "stderr_log_path": f"{job_dir}/{fsio.STDERR}",
+        "full_log_path": f"{job_dir}/{fsio.FULL}",
     }
 
 

@@ -1,0 +1,107 @@
+"""The fork server: a spare supervisor waits forked ahead of each launch, leaves with the
+server, and is given the launch's environment without it ever becoming the process's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from helpers import Fifo, wait_exit
+
+from jobcore import Jobs
+from jobcore.supervisor import procs
+
+
+@pytest.fixture
+def jobs(job_root: Path) -> Jobs:
+    return Jobs(job_root)
+
+
+def _supervisor(jobs: Jobs, job_id: str) -> int:
+    return json.loads((jobs.store.root / job_id / "state.json").read_text())["supervisor_pid"]
+
+
+def _parent(pid: int) -> int:
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2 :].split()[1])
+
+
+def _live_children(pid: int) -> set[int]:
+    found = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit() and procs.is_alive(int(name)):
+            try:
+                if _parent(int(name)) == pid:
+                    found.add(int(name))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def _spare_of(server: int, supervisors: set[int]) -> int:
+    """The spare the fork server forks once its last one took a launch (within a few seconds)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if spares := _live_children(server) - supervisors:
+            (spare,) = spares
+            return spare
+        time.sleep(0.01)
+    raise AssertionError(f"fork server {server} forked no spare")
+
+
+def test_a_spare_waits_for_the_next_launch_and_becomes_its_supervisor(jobs: Jobs, tmp_path: Path) -> None:
+    ready = Fifo(tmp_path / "ready")
+    first = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    first_supervisor = _supervisor(jobs, first.job_id)
+    server = _parent(first_supervisor)
+    spare = _spare_of(server, {first_supervisor})
+    second = jobs.run(command="echo second", wait_seconds=10)
+    assert (second.state, second.final_snapshot.stdout_tail) == ("exited", "second\n")
+    assert _supervisor(jobs, second.job_id) == spare
+    assert jobs.kill(job_id=first.job_id, wait_seconds=10).state == "killed"
+
+
+def test_the_spare_leaves_with_a_killed_fork_server_and_the_jobs_carry_on(jobs: Jobs, tmp_path: Path) -> None:
+    ready = Fifo(tmp_path / "ready")
+    started = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    supervisor = _supervisor(jobs, started.job_id)
+    server = _parent(supervisor)
+    spare = _spare_of(server, {supervisor})
+    os.kill(server, signal.SIGKILL)
+    wait_exit(server)
+    wait_exit(spare)  # no process is left behind waiting for launches that cannot come
+    assert jobs.snapshot(job_id=started.job_id).state == "running"
+    killed = jobs.kill(job_id=started.job_id, wait_seconds=10)
+    assert (killed.state, killed.reason) == ("killed", "killed")
+
+
+def test_a_notify_command_s_shell_is_found_on_the_job_s_path_not_the_fork_server_s(
+    jobs: Jobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The forked supervisor's own environment stays the fork server's (PATH=/bin:/usr/bin): the
+    # wrapper, named without a slash, is only on the PATH the launch hands the job.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shell = bin_dir / "job-only-sh"
+    shell.write_text('#!/bin/sh\nexec /bin/sh "$@"\n')
+    shell.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    delivered = tmp_path / "delivered"
+    run = jobs.run(
+        command="echo out",
+        shell_wrapper=["job-only-sh", "-c"],
+        notify_command=f"cat > {delivered}",
+        wait_seconds=10,
+    )
+    assert (run.state, run.final_snapshot.stdout_tail) == ("exited", "out\n")
+    wait_exit(_supervisor(jobs, run.job_id), timeout=30)
+    event = json.loads(delivered.read_text())
+    assert (event["job_id"], event["event_type"]) == (run.job_id, "job.finished")
+    recorded = json.loads((jobs.store.root / run.job_id / "completion_event.json").read_text())
+    assert [(d["sink"], d["ok"]) for d in recorded["delivery_results"]] == [("command", True)]
