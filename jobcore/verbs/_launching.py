@@ -16,6 +16,7 @@ from ..launch import launch
 from ..policy import Policy
 from ..store import FILE_MODE, JobDir, is_running
 from ..supervisor import records
+from ..waiting import Flow
 from ._context import Context
 
 #: Taken around counting running jobs and launching one, when ``max_running`` is set.
@@ -88,6 +89,6 @@ def launch_slot(ctx: Context, besides: JobDir | None = None) -> Iterator[None]:
         os.close(fd)
 
 
-def launch_job(ctx: Context, jd: JobDir) -> None:
+def launch_job(ctx: Context, jd: JobDir) -> Flow[None]:
     """Start the job's supervisor, the job's environment filtered by the policy."""
-    launch(jd, ctx.policy.job_environ(os.environ))
+    yield from launch(jd, ctx.policy.job_environ(os.environ))
