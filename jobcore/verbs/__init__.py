@@ -8,6 +8,7 @@ own module (finding how ``kill`` works means opening ``kill.py``); one that wait
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,11 @@ class Verb:
     read_only: bool = False
     #: Starts a supervisor: the async API bounds how many such calls launch at once.
     launches: bool = False
+
+    @property
+    def waits(self) -> bool:
+        """Its function is a generator: calling it only validates and checks, the work is in its steps."""
+        return inspect.isgeneratorfunction(self.run)
 
     def call(self, ctx: Context, args: Any) -> Flow[Any] | Payload:
         """Validate ``args`` with :attr:`inputs`, obey the policy's ``read_only``, and run the verb."""
