@@ -63,7 +63,7 @@ def parse_line(line: bytes) -> SessionMessage | Exception:
 
 async def _read_lines(fd: int, sink: Any) -> None:
     async with sink:
-        pending = b""
+        pending: list[bytes] = []  # the start of a line longer than a chunk, joined once it ends
         while True:
             await anyio.wait_readable(fd)
             try:
@@ -72,11 +72,15 @@ async def _read_lines(fd: int, sink: Any) -> None:
                 continue
             if not chunk:
                 break
-            *lines, pending = (pending + chunk).split(b"\n")
+            *lines, tail = chunk.split(b"\n")
+            if lines:
+                lines[0] = b"".join([*pending, lines[0]])
+                pending = []
+            pending.append(tail)
             for line in lines:
                 await sink.send(parse_line(line))
-        if pending.strip():
-            await sink.send(parse_line(pending))
+        if (last := b"".join(pending)).strip():
+            await sink.send(parse_line(last))
 
 
 async def _write_all(fd: int, data: bytes) -> None:

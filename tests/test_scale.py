@@ -141,6 +141,20 @@ def test_a_stdio_server_with_many_launches_in_flight_holds_only_its_few_engine_t
         server.close()
 
 
+def test_a_stdio_line_longer_than_many_reads_arrives_whole(job_root: Path, server_cwd: Path) -> None:
+    """The loop reads stdin in chunks; a request spread over several is joined, once."""
+    server = StdioServer(job_root, server_cwd)
+    try:
+        server.initialize()
+        data = "x" * 300_000  # more than four 64 KiB reads
+        arguments = {"command": "wc -c", "stdin": data, "wait_seconds": 30}
+        reply = server.request(3, "tools/call", {"name": "run_job", "arguments": arguments})
+        payload = reply["result"]["structuredContent"]
+        assert (payload["state"], payload["final_snapshot"]["stdout_tail"].strip()) == ("exited", str(len(data)))
+    finally:
+        server.close()
+
+
 def test_a_cancelled_call_still_ends_a_shielded_wait_and_the_step_after_it() -> None:
     """A launch waiting for its supervisor's acknowledgement learns the outcome even when its
     call is cancelled meanwhile: the wait and the step that reads it run to their end."""
