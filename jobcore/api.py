@@ -107,7 +107,7 @@ class AsyncJobs(_Base):
 
     async def call(self, verb: Verb, args: dict[str, Any]) -> Payload:
         """Run ``verb`` (an entry of :data:`VERBS`) with ``args``, as the method of that name does."""
-        return await drive_async(self._bind(verb, args))
+        return await drive_async(self._bind(verb, args), launches=verb.launches, begin_in_loop=verb.waits)
 
     async def create(self, **args: Any) -> CreatePayload:
         return await self.call(VERBS["create"], args)  # type: ignore[return-value]

@@ -19,6 +19,7 @@ from . import forkserve
 from .errors import JobError
 from .store import FILE_MODE, JobDir
 from .supervisor import fsio, procs, records
+from .waiting import Flow, WaitFor
 
 ACK_TIMEOUT_S = 5.0
 _JOBCORE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -75,14 +76,20 @@ class _Reaper:
 _reaper = _Reaper()
 
 
-def _read_ack(fd: int, deadline: float) -> tuple[bool, bytes]:
-    """Read the supervisor's stderr until it says ACK, closes it, or the deadline passes."""
+def _read_ack(fd: int, deadline: float) -> Flow[tuple[bool, bytes]]:
+    """Read the supervisor's stderr until it says ACK, closes it, or the deadline passes.
+
+    The wait is yielded (see :mod:`jobcore.waiting`): the async API waits in the event loop,
+    so a thousand launches at once do not hold a thousand threads; it is shielded, so a
+    cancelled call still learns whether the supervisor took the job.
+    """
     got = b""
     while (remaining := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            break
-        chunk = os.read(fd, 65536)
+        try:
+            chunk = os.read(fd, 65536)  # the read end is non-blocking
+        except BlockingIOError:
+            yield WaitFor([fd], remaining, shield=True)
+            continue
         if not chunk:
             break
         got += chunk
@@ -96,13 +103,14 @@ def _cause(output: bytes, fallback: str) -> str:
     return lines[-1].strip() if lines else fallback
 
 
-def launch(jd: JobDir, environ: dict[str, str]) -> None:
+def launch(jd: JobDir, environ: dict[str, str]) -> Flow[None]:
     """Start the supervisor of a ``created`` job (the caller holds the job's lock).
 
     ``environ`` is the environment the supervisor, and through it the job and its notify
     commands, inherits: the server's, less what the policy keeps back (``Policy.job_environ``).
     """
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(read_fd, False)  # the write end, the supervisor's stderr, stays blocking
     pidfd = None
     try:
         # Forked by the store's fork server (its child, reaped by it) or spawned by us (ours).
@@ -129,7 +137,7 @@ def launch(jd: JobDir, environ: dict[str, str]) -> None:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             pass  # a forked supervisor that died already: its pipe says so below
-        acked, output = _read_ack(read_fd, time.monotonic() + ACK_TIMEOUT_S)
+        acked, output = yield from _read_ack(read_fd, time.monotonic() + ACK_TIMEOUT_S)
         if acked:
             return
         # No acknowledgement: make sure this supervisor can never run the job, then decide.

@@ -51,10 +51,11 @@ class JobDir:
         self.root = root
         self.job_id = job_id
         self.path = root / job_id
+        self._prefix = f"{self.path}{os.sep}"  # a launch names a dozen files: no Path object each
         self._lock_depth = 0
 
     def file(self, name: str) -> str:
-        return str(self.path / name)
+        return self._prefix + name
 
     @property
     def stdout_path(self) -> str:

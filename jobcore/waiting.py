@@ -41,10 +41,15 @@ def _io_error(exc: OSError) -> JobError:
 
 @dataclass
 class WaitFor:
-    """Resume when any of ``fds`` is readable, or after ``timeout`` seconds (None: no limit)."""
+    """Resume when any of ``fds`` is readable, or after ``timeout`` seconds (None: no limit).
+
+    ``shield``: the wait and the step after it run to their end even if the call is cancelled
+    meanwhile (a launch waiting for its supervisor's acknowledgement must learn the outcome).
+    """
 
     fds: list[int] = field(default_factory=list)
     timeout: float | None = None
+    shield: bool = False
 
 
 #: The steps of a verb that waits: yields what to wait for, returns the payload.
@@ -108,21 +113,54 @@ def _advance(steps: Flow[T]) -> tuple[WaitFor | None, T | None]:
 
 
 #: The engine's blocking steps run on threads of their own: on anyio's default threads, a
-#: thousand calls at once would starve whatever else needs one (the stdio transport reads and
-#: writes through them), and the server would stop answering even a ping.
-_ENGINE_THREADS = anyio.CapacityLimiter(32)
+#: thousand calls at once would starve whatever else needs one. Few of them: the steps are
+#: short (waits happen in the event loop), and every extra thread contending for the GIL
+#: delays the event loop, which must answer every other request (a ping within milliseconds)
+#: while a thousand launches are under way. See docs/performance.md.
+ENGINE_THREADS = 4
+_ENGINE_THREADS = anyio.CapacityLimiter(ENGINE_THREADS)
 
 
-async def drive_async(call: Callable[[], Flow[T] | T]) -> T:
-    outcome = await anyio.to_thread.run_sync(_begin, call, limiter=_ENGINE_THREADS)
-    if not isinstance(outcome, Generator):
-        return outcome
-    steps: Flow[T] = outcome
+#: Launches between their first step and the supervisor's acknowledgement, at most: the
+#: supervisors start together and share the CPU, so more at once only make each acknowledge
+#: later (a thousand at once missed the acknowledgement deadline). 32 is as many as the 32
+#: engine threads this replaced kept in flight; 8 made 200 launches slower in all.
+LAUNCHES_IN_FLIGHT = 32
+_LAUNCHES = anyio.CapacityLimiter(LAUNCHES_IN_FLIGHT)
+
+
+async def drive_async(call: Callable[[], Flow[T] | T], *, launches: bool = False, begin_in_loop: bool = False) -> T:
+    """Run the call; with ``launches``, it counts as a launch in flight until it first waits
+    unshielded (it watches the launched job) or ends. ``begin_in_loop``: the call itself only
+    validates and hands back its Flow (no I/O), so it is made in the loop, saving a thread hop."""
+    admission = _LAUNCHES if launches else None
+    if admission is not None:
+        await admission.acquire()
     try:
-        while True:
-            request, result = await anyio.to_thread.run_sync(_advance, steps, limiter=_ENGINE_THREADS)
-            if request is None:
-                return result  # type: ignore[return-value]
-            await _wait_async(request)
+        if begin_in_loop:
+            outcome = _begin(call)
+        else:
+            outcome = await anyio.to_thread.run_sync(_begin, call, limiter=_ENGINE_THREADS)
+        if not isinstance(outcome, Generator):
+            return outcome
+        steps: Flow[T] = outcome
+        try:
+            request: WaitFor | None = None
+            while True:
+                # A shielded wait and the step after it are one: the call's cancellation waits for both.
+                with anyio.CancelScope(shield=request is not None and request.shield):
+                    if request is not None and request.shield:
+                        await _wait_async(request)
+                    request, result = await anyio.to_thread.run_sync(_advance, steps, limiter=_ENGINE_THREADS)
+                if request is None:
+                    return result  # type: ignore[return-value]
+                if not request.shield:
+                    if admission is not None:
+                        admission.release()
+                        admission = None
+                    await _wait_async(request)
+        finally:
+            steps.close()
     finally:
-        steps.close()
+        if admission is not None:
+            admission.release()

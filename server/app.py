@@ -14,7 +14,6 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.stdio import stdio_server
 from starlette.types import Receive, Scope, Send
 
 from jobcore import AsyncJobs, Policy
@@ -22,6 +21,7 @@ from jobcore import AsyncJobs, Policy
 from . import access
 from .config import Config
 from .info import build_info_tool, server_version
+from .stdio import stdio_streams
 from .tools import WaitPolicy, build_tools
 from .unreadable import AnsweringReader
 from .web import build_web, is_web_path, sign_in_line
@@ -68,10 +68,10 @@ def policy_summary(policy: Policy) -> str:
 
 
 class AgentJobsServer(MCPServer):
-    """The SDK's server, with a stdio transport that answers the lines the SDK cannot read."""
+    """The SDK's server, with a stdio transport served by the event loop that answers the lines the SDK cannot read."""
 
     async def run_stdio_async(self) -> None:
-        async with stdio_server() as (read_stream, write_stream):
+        async with stdio_streams() as (read_stream, write_stream):
             await self._lowlevel_server.run(
                 AnsweringReader(read_stream, write_stream),
                 write_stream,

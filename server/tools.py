@@ -255,10 +255,10 @@ class JobTool(Tool):
             return error_result("invalid_input", f"arguments must be an object (got {type(arguments).__name__})")
         lowered = self.waits.lowered_to(self.tool, arguments)
         arguments = self.waits.apply(self.tool, arguments)
-        if not self.tool.waits:
-            return await invoke(self.tool, self.jobs, arguments)
         total = arguments.get("wait_seconds")
         total = total if isinstance(total, int | float) and not isinstance(total, bool) else None
+        if not self.tool.waits or (total is not None and total < PROGRESS_INTERVAL_S):
+            return await invoke(self.tool, self.jobs, arguments, lowered)  # over before a first progress
         async with anyio.create_task_group() as tg:
             tg.start_soon(_tick_progress, context, total)
             result = await invoke(self.tool, self.jobs, arguments, lowered)

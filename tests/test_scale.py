@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 import anyio
 import pytest
-from helpers import Fifo, wait_exit
+from helpers import Fifo, StdioServer, wait_exit
 
 from jobcore import AsyncJobs, Jobs
 from jobcore.supervisor import procs
+from jobcore.waiting import ENGINE_THREADS, LAUNCHES_IN_FLIGHT, WaitFor, drive_async
 
 #: Jobs killed at once by the scale test; with launches it stays well under a minute.
 MANY = 300
@@ -88,6 +90,131 @@ def test_the_supervisor_acknowledges_a_kill_request_and_other_signals_go_in_orde
     request = json.loads((jobs.store.root / started.job_id / "kill.json").read_text())
     sent = json.loads((jobs.store.root / started.job_id / "kill.sent").read_text())
     assert (sent["signal"], sent["requested_at"]) == ("SIGTERM", request["requested_at"])
+
+
+# --- the server under load ---------------------------------------------------------------------
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_a_stdio_server_with_many_launches_in_flight_holds_only_its_few_engine_threads(
+    job_root: Path, server_cwd: Path
+) -> None:
+    """No thread per stdin line or reply, and none per launch waiting for its supervisor: a
+    thousand calls at once would otherwise have the event loop wait for the GIL behind them."""
+    server = StdioServer(job_root, server_cwd)
+    try:
+        server.initialize()
+        calls = 40
+        lines = [
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 100 + n,
+                    "method": "tools/call",
+                    "params": {"name": "run_job", "arguments": {"command": "sleep 600", "wait_seconds": 0}},
+                }
+            )
+            for n in range(calls)
+        ]
+        lines.append(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        server.send_line("\n".join(lines))  # one write: the server reads them as one chunk
+        replies: dict[int, dict] = {}
+        most = 0
+        while len(replies) < calls + 1:
+            message = server.receive()
+            if "id" in message:
+                replies[message["id"]] = message
+            most = max(most, _threads(server.proc.pid))
+        assert replies[1]["result"] == {}
+        ids = [replies[100 + n]["result"]["structuredContent"]["job_id"] for n in range(calls)]
+        # The event loop, the engine's threads and the one reaping spawned supervisors.
+        assert most <= ENGINE_THREADS + 2, f"{most} threads"
+        killed = server.request(2, "tools/call", {"name": "kill", "arguments": {"job_ids": ids, "wait_seconds": 30}})[
+            "result"
+        ]["structuredContent"]
+        assert {job["state"] for job in killed["jobs"]} == {"killed"}
+        assert not procs.live_jobs() & set(ids)
+    finally:
+        server.close()
+
+
+def test_a_stdio_line_longer_than_many_reads_arrives_whole(job_root: Path, server_cwd: Path) -> None:
+    """The loop reads stdin in chunks; a request spread over several is joined, once."""
+    server = StdioServer(job_root, server_cwd)
+    try:
+        server.initialize()
+        data = "x" * 300_000  # more than four 64 KiB reads
+        arguments = {"command": "wc -c", "stdin": data, "wait_seconds": 30}
+        reply = server.request(3, "tools/call", {"name": "run_job", "arguments": arguments})
+        payload = reply["result"]["structuredContent"]
+        assert (payload["state"], payload["final_snapshot"]["stdout_tail"].strip()) == ("exited", str(len(data)))
+    finally:
+        server.close()
+
+
+def test_a_cancelled_call_still_ends_a_shielded_wait_and_the_step_after_it() -> None:
+    """A launch waiting for its supervisor's acknowledgement learns the outcome even when its
+    call is cancelled meanwhile: the wait and the step that reads it run to their end."""
+    waiting_r, waiting_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    steps: list[str] = []
+
+    def flow():
+        os.write(waiting_w, b"x")
+        yield WaitFor([ack_r], None, shield=True)
+        steps.append(os.read(ack_r, 1).decode())
+        yield WaitFor([], None)  # not shielded: the cancellation takes effect here
+        steps.append("never")
+
+    async def scenario() -> None:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drive_async, flow)
+                await anyio.wait_readable(waiting_r)
+                tg.cancel_scope.cancel()
+                os.write(ack_w, b"A")
+
+    try:
+        anyio.run(scenario)
+    finally:
+        for fd in (waiting_r, waiting_w, ack_r, ack_w):
+            os.close(fd)
+    assert steps == ["A"]
+
+
+def test_launches_in_flight_are_bounded_until_each_watches_its_job() -> None:
+    """Calls that launch count as in flight from their start to their first unshielded wait."""
+    inside = 0
+    most = 0
+    counting = threading.Lock()  # the steps run on the engine's threads
+
+    def launch():
+        nonlocal inside, most
+        with counting:
+            inside += 1
+            most = max(most, inside)
+        yield WaitFor([], 0.01, shield=True)  # the acknowledgement
+        with counting:
+            inside -= 1
+        yield WaitFor([], 0)  # watching the job
+        return "launched"
+
+    async def scenario() -> list[str]:
+        done: list[str] = []
+
+        async def one() -> None:
+            done.append(await drive_async(launch, launches=True))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3 * LAUNCHES_IN_FLIGHT):
+                tg.start_soon(one)
+        return done
+
+    assert anyio.run(scenario) == ["launched"] * (3 * LAUNCHES_IN_FLIGHT)
+    assert 1 <= most <= LAUNCHES_IN_FLIGHT
 
 
 # --- the fork server -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ own module (finding how ``kill`` works means opening ``kill.py``); one that wait
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,13 @@ class Verb:
     wait_default_s: float | None = None
     #: Changes nothing, so a read-only server still serves it.
     read_only: bool = False
+    #: Starts a supervisor: the async API bounds how many such calls launch at once.
+    launches: bool = False
+
+    @property
+    def waits(self) -> bool:
+        """Its function is a generator: calling it only validates and checks, the work is in its steps."""
+        return inspect.isgeneratorfunction(self.run)
 
     def call(self, ctx: Context, args: Any) -> Flow[Any] | Payload:
         """Validate ``args`` with :attr:`inputs`, obey the policy's ``read_only``, and run the verb."""
@@ -84,9 +92,9 @@ VERBS: dict[str, Verb] = {
     verb.name: verb
     for verb in (
         Verb("create", JobSpec, CreatePayload, create),
-        Verb("start", StartInput, LaunchPayload, start, wait_default_s=DEFAULT_LAUNCH_WAIT_S),
-        Verb("run", RunInput, LaunchPayload, run, wait_default_s=DEFAULT_LAUNCH_WAIT_S),
-        Verb("restart", WatchInput, LaunchPayload, restart, wait_default_s=DEFAULT_LAUNCH_WAIT_S),
+        Verb("start", StartInput, LaunchPayload, start, wait_default_s=DEFAULT_LAUNCH_WAIT_S, launches=True),
+        Verb("run", RunInput, LaunchPayload, run, wait_default_s=DEFAULT_LAUNCH_WAIT_S, launches=True),
+        Verb("restart", WatchInput, LaunchPayload, restart, wait_default_s=DEFAULT_LAUNCH_WAIT_S, launches=True),
         Verb("snapshot", SnapshotInput, SnapshotPayload, snapshot, read_only=True),
         Verb("search", SearchInput, SearchPayload, search, read_only=True),
         Verb("wait", WaitInput, WaitPayload, wait, wait_default_s=DEFAULT_WAIT_S, read_only=True),

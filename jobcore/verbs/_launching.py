@@ -17,6 +17,7 @@ from ..policy import Policy
 from ..slurm import jobfile, probe, submit
 from ..store import FILE_MODE, JobDir, is_running
 from ..supervisor import records
+from ..waiting import Flow
 from ._context import Context
 
 #: Taken around counting running jobs and launching one, when ``max_running`` is set.
@@ -90,12 +91,12 @@ def launch_slot(ctx: Context, besides: JobDir | None = None) -> Iterator[None]:
         os.close(fd)
 
 
-def launch_job(ctx: Context, jd: JobDir) -> None:
+def launch_job(ctx: Context, jd: JobDir) -> Flow[None]:
     """Start the job's supervisor, the job's environment filtered by the policy: here, or
     submitted to Slurm for a Slurm job."""
     environ = ctx.policy.job_environ(os.environ)
     if not jobfile.is_slurm(jd.path):
-        launch(jd, environ)
+        yield from launch(jd, environ)
         return
     meta = jd.read_meta()
     check_shared(ctx, meta["slurm"])

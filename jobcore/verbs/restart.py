@@ -54,7 +54,7 @@ def restart(ctx: Context, inp: WatchInput) -> Flow[LaunchPayload]:
                         pass
                 jd.write_state("created")
                 index.refresh(jd.root, [jd.job_id])  # an ended row is otherwise re-checked only in turn
-            launch_job(ctx, jd)
+            yield from launch_job(ctx, jd)
     auto_clean(ctx.store.root)
     return (yield from watch_launched("restart", jd, inp, started, max_bytes, lowered, ctx.budget_bytes))
 

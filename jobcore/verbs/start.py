@@ -31,7 +31,7 @@ def start(ctx: Context, inp: StartInput) -> Flow[LaunchPayload]:
             )
         check_definition(ctx.policy, jd.read_meta())
         with launch_slot(ctx, jd):
-            launch_job(ctx, jd)
+            yield from launch_job(ctx, jd)
     auto_clean(ctx.store.root)
     return (yield from watch_launched("start", jd, inp, started, max_bytes, lowered, ctx.budget_bytes, until=inp.until))
 
@@ -50,7 +50,7 @@ def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
     with jd.lock():
         try:
             with launch_slot(ctx, jd):
-                launch_job(ctx, jd)
+                yield from launch_job(ctx, jd)
         except JobError as exc:
             if exc.code == "policy_denied":  # filled meanwhile by another launch: undo the create
                 jd.remove()
