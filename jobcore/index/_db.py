@@ -16,8 +16,9 @@ from ..store import DIR_MODE, FILE_MODE
 #: sign that tells a read whether jobs were added or removed.
 INDEX_DIR = ".index"
 INDEX_FILE = "index.sqlite3"
-#: Bumped when the tables change: an index of another version is rebuilt.
-SCHEMA_VERSION = 1
+#: Bumped when the tables or what they mean change: an index of another version is rebuilt.
+#: 2: removing a row must forget the saved listing (``_listing``), which version 1 did not know.
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import JobError
 from ..store import FILE_MODE, JobDir
 from ..supervisor import fsio, records
+from . import _listing as listing
 from ._db import index_path, set_setting, setting, writing
 from ._files import MISSING, UNTRUSTED, read, row_of, stat_sig, trusted
 
@@ -25,6 +26,7 @@ SWEEP_ROWS = 500
 #: New records read per transaction when (re)building, so other processes are not held up long.
 CHUNK = 2000
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
+_JOB_ID_BYTES = re.compile(rb"[0-9a-f]{32}")
 
 _COLUMNS = (
     "id, readable, created_at, created_ns, cwd, command, tags, state, exit_code, reason,"
@@ -43,20 +45,7 @@ def sync(db: sqlite3.Connection, root: Path) -> None:
     root_sig = trusted(f"{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}", changed, now)
     stored_sig = setting(db, "root")
     if root_sig == UNTRUSTED or stored_sig != root_sig:
-        # Sets of plain strings, the name filter applied to the new names alone: at 100,000
-        # jobs this listing is most of a read's cost.
-        names = set(os.listdir(root))
-        known = set((db.execute("SELECT group_concat(id, ' ') FROM jobs").fetchone()[0] or "").split())
-        new = sorted(n for n in names - known if _JOB_ID.fullmatch(n))
-        # A row is dropped only when its directory is gone now, not merely absent from an older listing.
-        gone = sorted(i for i in known - names if not os.path.isdir(f"{root}/{i}"))
-        for start in range(0, len(new), CHUNK):
-            with writing(db):
-                store_rows(db, root, new[start : start + CHUNK])
-        if gone or stored_sig != root_sig:
-            with writing(db):
-                delete_rows(db, gone)
-                set_setting(db, "root", root_sig)
+        _sync_entries(db, root, root_sig, stored_sig)
     volatile = db.execute("SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 1").fetchall()
     swept = db.execute(
         "SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 0 AND id > ? ORDER BY id LIMIT ?",
@@ -66,6 +55,40 @@ def sync(db: sqlite3.Connection, root: Path) -> None:
     if changed := _changed(root, volatile + swept):
         with writing(db):
             store_rows(db, root, changed)
+
+
+def _sync_entries(db: sqlite3.Connection, root: Path, root_sig: str, stored_sig: str | None) -> None:
+    """Rows for the job directories added to the root, none for those removed: the root is listed
+    and compared with the listing saved last time, or, without one, with the rows."""
+    seen = listing.load(db, root)
+    # Bytes, not names: at 100,000 jobs decoding every name costs more than the compare.
+    names = os.listdir(os.fsencode(root))
+    now_listed = listing.joined(names)
+    if seen.names is not None:
+        added, removed = listing.changes(seen.names, now_listed)
+    else:
+        known = set((db.execute("SELECT group_concat(id, ' ') FROM jobs").fetchone()[0] or "").encode().split())
+        present = set(names)
+        added, removed = present - known, known - present
+    new = sorted(n.decode() for n in added if _JOB_ID_BYTES.fullmatch(n))
+    # A row is dropped only when its directory is gone now, not merely absent from an older listing.
+    gone = sorted(i.decode() for i in removed if _JOB_ID_BYTES.fullmatch(i) and not os.path.isdir(root / i.decode()))
+    if not (new or gone or stored_sig != root_sig or seen.names != now_listed):
+        return
+    chunks = [new[start : start + CHUNK] for start in range(0, len(new), CHUNK)] or [[]]
+    for chunk in chunks[:-1]:
+        with writing(db):
+            store_rows(db, root, chunk)
+    with writing(db):
+        unchanged = listing.still(db, seen)
+        dropped = store_rows(db, root, chunks[-1])
+        delete_rows(db, gone)
+        set_setting(db, "root", root_sig)
+        if unchanged:
+            dropped_names = {i.encode() for i in dropped}
+            listing.save(
+                db, root, listing.joined([n for n in names if n not in dropped_names]) if dropped else now_listed
+            )
 
 
 def _sweep_path(root: Path) -> Path:
@@ -119,8 +142,9 @@ def _changed(root: Path, rows: list[tuple[str, str, str]]) -> list[str]:
     ]
 
 
-def store_rows(db: sqlite3.Connection, root: Path, job_ids: list[str]) -> None:
-    """Read these jobs' files and write their rows (the caller holds the write transaction)."""
+def store_rows(db: sqlite3.Connection, root: Path, job_ids: list[str]) -> set[str]:
+    """Read these jobs' files and write their rows (the caller holds the write transaction);
+    the ids dropped because their directories are gone."""
     now = time.time_ns()
     gone = []
     for job_id in job_ids:
@@ -138,8 +162,11 @@ def store_rows(db: sqlite3.Connection, root: Path, job_ids: list[str]) -> None:
         db.execute("DELETE FROM tags WHERE id = ?", (job_id,))
         db.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", [(t, job_id) for t in tags])
     delete_rows(db, gone)
+    return set(gone)
 
 
 def delete_rows(db: sqlite3.Connection, job_ids: list[str]) -> None:
+    if job_ids:
+        listing.forget(db)  # a listing naming them must not be trusted if they come back
     db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
     db.executemany("DELETE FROM tags WHERE id = ?", [(i,) for i in job_ids])
