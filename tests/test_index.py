@@ -234,24 +234,31 @@ def _listing_is_saved(root: Path) -> bool:
         return _listing.load(db, root).names is not None
 
 
-@pytest.mark.parametrize("block", [_listing.BLOCK, 3])
+@pytest.mark.parametrize(
+    ("block", "window", "steps"), [(_listing.BLOCK, _listing.WINDOW, _listing.MAX_STEPS), (3, 8, 2), (5, 64, 1000)]
+)
 def test_comparing_listings_finds_exactly_the_names_added_and_removed(
-    block: int, monkeypatch: pytest.MonkeyPatch
+    block: int, window: int, steps: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whatever the orders: the same, one name moved, or shuffled; names that are prefixes of others."""
+    """Whatever the orders: the same but for scattered changes, names moved, or shuffled; names that
+    are prefixes of others. Small blocks, windows and step counts take every path of the walk."""
     monkeypatch.setattr(_listing, "BLOCK", block)
+    monkeypatch.setattr(_listing, "WINDOW", window)
+    monkeypatch.setattr(_listing, "MAX_STEPS", steps)
     rng = random.Random(block)
-    for _ in range(400):
-        pool = [f"{rng.randrange(16 ** rng.randint(1, 4)):x}".encode() for _ in range(rng.randint(0, 30))]
+    for _ in range(600):
+        pool = [f"{rng.randrange(16 ** rng.randint(1, 4)):x}" for _ in range(rng.randint(0, 40))]
         before = list(dict.fromkeys(pool))
-        after = [n for n in before if rng.random() > 0.2]
-        for name in [*pool[: rng.randint(0, 3)], b"x" * rng.randint(1, 3), b"a\nb"]:
+        after = [n for n in before if rng.random() > 0.15]
+        # Names as os.listdir gives them: any byte but "/" and NUL, undecodable ones escaped.
+        for name in [*pool[: rng.randint(0, 3)], "x" * rng.randint(1, 3), "a\nb", os.fsdecode(b"caf\xe9")]:
             if name not in after:
                 after.insert(rng.randint(0, len(after)), name)
-        if rng.random() < 0.2:
+        if rng.random() < 0.1:
             rng.shuffle(after)
         added, removed = _listing.changes(_listing.joined(before), _listing.joined(after))
-        assert (added, removed) == (set(after) - set(before), set(before) - set(after)), (before, after)
+        assert {os.fsdecode(n) for n in added} == set(after) - set(before), (before, after)
+        assert {os.fsdecode(n) for n in removed} == set(before) - set(after), (before, after)
 
 
 def test_jobs_added_and_removed_by_hand_between_reads_are_seen(job_root: Path, tmp_path: Path) -> None:
@@ -312,11 +319,13 @@ def test_a_listing_is_not_saved_over_a_row_removed_since_it_was_loaded(job_root:
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 2)
     jobs.list(all=True)
-    with index._db.open_index(job_root) as ours, index._db.open_index(job_root) as theirs:
+    theirs = index._db._connect(index.index_path(job_root))  # as another process's connection
+    with index._db.open_index(job_root) as ours:
         seen = _listing.load(ours, job_root)
         assert seen.names is not None
         with index._db.writing(theirs):
             index._sync.delete_rows(theirs, [ids[0]])
+        theirs.close()
         with index._db.writing(ours):
             assert not _listing.still(ours, seen)
         assert _listing.load(ours, job_root).names is None

@@ -8,6 +8,7 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ SWEEP_FILE = "sweep"
 SWEEP_ROWS = 500
 #: New records read per transaction when (re)building, so other processes are not held up long.
 CHUNK = 2000
+#: Names the saved listing may lag behind the root before it is saved again: saving writes every
+#: name (3 MB at 100,000 jobs), while a name added since costs each read a find and a row lookup.
+LISTING_SLACK = 32
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
-_JOB_ID_BYTES = re.compile(rb"[0-9a-f]{32}")
 
 _COLUMNS = (
     "id, readable, created_at, created_ns, cwd, command, tags, state, exit_code, reason,"
@@ -59,21 +62,23 @@ def sync(db: sqlite3.Connection, root: Path) -> None:
 
 def _sync_entries(db: sqlite3.Connection, root: Path, root_sig: str, stored_sig: str | None) -> None:
     """Rows for the job directories added to the root, none for those removed: the root is listed
-    and compared with the listing saved last time, or, without one, with the rows."""
+    and compared with the listing saved before, or, without one, with the rows."""
     seen = listing.load(db, root)
-    # Bytes, not names: at 100,000 jobs decoding every name costs more than the compare.
-    names = os.listdir(os.fsencode(root))
+    names = os.listdir(root)
     now_listed = listing.joined(names)
     if seen.names is not None:
-        added, removed = listing.changes(seen.names, now_listed)
+        changed = listing.changes(seen.names, now_listed)
+        added, removed = ({os.fsdecode(n) for n in c} for c in changed)
+        # The saved listing may lag behind by a few names whose rows are there already.
+        new = _without_rows(db, _job_ids(added))
+        lagging = len(added) + len(removed) > LISTING_SLACK
     else:
-        known = set((db.execute("SELECT group_concat(id, ' ') FROM jobs").fetchone()[0] or "").encode().split())
+        known = set((db.execute("SELECT group_concat(id, ' ') FROM jobs").fetchone()[0] or "").split())
         present = set(names)
-        added, removed = present - known, known - present
-    new = sorted(n.decode() for n in added if _JOB_ID_BYTES.fullmatch(n))
+        new, removed, lagging = _job_ids(present - known), known - present, True
     # A row is dropped only when its directory is gone now, not merely absent from an older listing.
-    gone = sorted(i.decode() for i in removed if _JOB_ID_BYTES.fullmatch(i) and not os.path.isdir(root / i.decode()))
-    if not (new or gone or stored_sig != root_sig or seen.names != now_listed):
+    gone = [i for i in _job_ids(removed) if not os.path.isdir(f"{root}/{i}")]
+    if not (new or gone or lagging or stored_sig != root_sig):
         return
     chunks = [new[start : start + CHUNK] for start in range(0, len(new), CHUNK)] or [[]]
     for chunk in chunks[:-1]:
@@ -84,11 +89,25 @@ def _sync_entries(db: sqlite3.Connection, root: Path, root_sig: str, stored_sig:
         dropped = store_rows(db, root, chunks[-1])
         delete_rows(db, gone)
         set_setting(db, "root", root_sig)
-        if unchanged:
-            dropped_names = {i.encode() for i in dropped}
-            listing.save(
-                db, root, listing.joined([n for n in names if n not in dropped_names]) if dropped else now_listed
-            )
+        # Removing rows made the saved listing unusable: save this one, less the jobs gone since.
+        if unchanged and (lagging or gone or dropped):
+            if dropped:
+                now_listed = listing.joined([n for n in names if n not in dropped])
+            listing.save(db, root, now_listed)
+
+
+def _job_ids(names: Iterable[str]) -> list[str]:
+    return sorted(n for n in names if _JOB_ID.fullmatch(n))
+
+
+def _without_rows(db: sqlite3.Connection, job_ids: list[str]) -> list[str]:
+    """Those of these ids that have no row."""
+    known: set[str] = set()
+    for start in range(0, len(job_ids), CHUNK):
+        chunk = job_ids[start : start + CHUNK]
+        query = f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})"
+        known.update(row[0] for row in db.execute(query, chunk))
+    return [i for i in job_ids if i not in known]
 
 
 def _sweep_path(root: Path) -> Path:
