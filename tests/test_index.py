@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -390,6 +391,54 @@ def test_retention_judges_from_the_files_not_the_index(
     _rewrite(job_root / old / fsio.STATE, {"finished_at": "2020-01-01T00:00:00.000Z"})
     assert auto_clean(job_root, force=True, budget_s=30.0) == [old]
     assert [e["job_id"] for e in _listed(jobs)] == [recent]
+    _assert_agree(jobs)
+
+
+def test_a_process_keeps_one_connection_per_store_and_few_stores(job_root: Path, tmp_path: Path) -> None:
+    """Reads reuse the connection (no checkpoint and -wal file made again per read), up to MAX_OPEN stores."""
+    jobs = Jobs(job_root)
+    _ended(jobs, tmp_path, 1)
+    jobs.list(all=True)
+    kept = index._db._OPEN[str(index.index_path(job_root))]
+    jobs.list(all=True)
+    assert index._db._OPEN[str(index.index_path(job_root))] is kept
+    assert Path(f"{index.index_path(job_root)}-wal").exists()  # not checkpointed away between reads
+    for n in range(index._db.MAX_OPEN + 2):
+        other = Jobs(tmp_path / f"store-{n}")
+        _ended(other, tmp_path, 1)
+        assert len(other.list(all=True).jobs) == 1
+    assert len(index._db._OPEN) <= index._db.MAX_OPEN
+    assert kept.closed and len(_listed(jobs)) == 1  # dropped, and opened again when needed
+
+
+def test_threads_and_a_forked_child_each_read_the_index_safely(job_root: Path, tmp_path: Path) -> None:
+    jobs = Jobs(job_root)
+    ids = _ended(jobs, tmp_path, 3)
+    expected = _listed(jobs)
+    results: list[list[dict[str, Any]]] = []
+
+    def read() -> None:
+        for _ in range(5):
+            results.append(_listed(jobs))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 20
+    left = [e for e in expected if e["job_id"] != ids[0]]
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, never the parent's
+        code = 1
+        try:
+            shutil.rmtree(job_root / ids[0])
+            code = 0 if _listed(jobs) == left else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _listed(jobs) == left
     _assert_agree(jobs)
 
 
