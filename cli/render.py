@@ -1,31 +1,60 @@
 """What people read: the job table, a job's record, log text, one-line answers; times in words.
 
 Colour and widths come from ``rich``, which colours only a terminal and never with ``NO_COLOR``
-set. Only :func:`job_table` and :func:`record` import it, so log text goes out unchanged and fast.
+set. Only :func:`job_table` and :func:`record` import it, so log text goes out unchanged and fast;
+the payload models are named for their types only, so the fast ``ls`` loads neither them nor pydantic.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
-from jobcore.payloads import DeletePayload, KillPayload, ListPayload, SnapshotPayload, WaitPayload
-
-from .follow import Stream
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from jobcore.payloads import DeletePayload, KillPayload, SnapshotPayload, WaitPayload
 
 #: Characters of a job id shown in the table: enough to be a unique prefix in any real store.
 SHORT_ID = 8
 #: The command column is never narrower, even if the table must then be wider than the terminal.
 MIN_COMMAND_WIDTH = 10
 STATE_STYLES = {"created": "blue", "running": "cyan", "exited": "green", "killed": "yellow", "failed": "red"}
+
+
+class Stream(enum.Enum):
+    """Which log a person reads: stdout, stderr, or both (stdout here, the job's stderr on stderr)."""
+
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    BOTH = "both"
+
+
+class Listed(Protocol):
+    """A job as the table shows it: an entry of the ``list_jobs`` payload, or a row of the index."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def command(self) -> str | list[str]: ...
+    @property
+    def tags(self) -> list[str]: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def started_at(self) -> str | None: ...
+    @property
+    def finished_at(self) -> str | None: ...
 
 
 def _console() -> Console:
@@ -85,10 +114,10 @@ def _end_text(state: str, exit_code: int | None, reason: str | None) -> str:
     return reason if reason and reason != state else ""
 
 
-def job_table(payload: ListPayload) -> None:
+def job_table(root: str, jobs: Sequence[Listed], truncated: bool) -> None:
     """The jobs as a table that fits the terminal; the command is cut to the room left."""
-    if not payload.jobs:
-        print(f"no jobs to show in {payload.root} (agent-jobs ls --all lists every job, whatever its folder)")
+    if not jobs:
+        print(f"no jobs to show in {root} (agent-jobs ls --all lists every job, whatever its folder)")
         return
     from rich.table import Table
     from rich.text import Text
@@ -103,7 +132,7 @@ def job_table(payload: ListPayload) -> None:
             _span(job.started_at, job.finished_at, now),
             ",".join(job.tags),
         )
-        for job in payload.jobs
+        for job in jobs
     ]
     console = _console()
     headers = ("ID", "STATE", "EXIT", "STARTED", "TIME", "TAGS")
@@ -114,11 +143,11 @@ def job_table(payload: ListPayload) -> None:
     for name, width in zip(headers, widths, strict=True):
         table.add_column(name, no_wrap=True, width=width)
     table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", max_width=room)
-    for job, row in zip(payload.jobs, rows, strict=True):
+    for job, row in zip(jobs, rows, strict=True):
         table.add_row(row[0], Text(row[1], style=STATE_STYLES.get(job.state, "")), *row[2:], command_text(job.command))
     console.print(table)
-    if payload.truncated:
-        console.print(f"(more jobs than --limit {len(payload.jobs)}; --limit 0 shows them all)")
+    if truncated:
+        console.print(f"(more jobs than --limit {len(jobs)}; --limit 0 shows them all)")
 
 
 def record(payload: SnapshotPayload) -> None:
