@@ -175,10 +175,30 @@ def test_a_row_not_on_any_page_is_checked_within_a_sweep(
     _assert_agree(jobs)
 
 
+def test_the_sweep_goes_on_when_every_read_lists_the_root(
+    job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store changing before every read (each read lists the root) still has every row checked."""
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS", 0)
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS_LISTED", 2)
+    jobs = Jobs(job_root)
+    ids = _ended(jobs, tmp_path, 6)
+    _assert_agree(jobs)
+    _rewrite(job_root / ids[0] / fsio.META, {"tags": ["found"]})
+    reads = 0
+    while True:
+        (job_root / f"not-a-job-{reads}").mkdir()  # the root changes: this read lists it
+        if jobs.list(all=True, tags=["found"]).jobs:
+            break
+        reads += 1
+        assert reads <= 3, "the sweep did not reach the edited record"
+
+
 def test_tag_job_is_seen_by_a_filter_at_once(
     job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(index._sync, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS_LISTED", 0)
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 4)
     jobs.list(all=True)
@@ -190,6 +210,7 @@ def test_a_restarted_job_is_seen_by_a_state_filter_at_once(
     job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(index._sync, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS_LISTED", 0)
     jobs = Jobs(job_root)
     started, release = Fifo(tmp_path / "started"), Fifo(tmp_path / "release")
     job = jobs.run(command=f"echo x > {started}; read x < {release}", cwd=str(tmp_path), wait_seconds=0)

@@ -24,6 +24,10 @@ SWEEP_FILE = "sweep"
 #: Rows of ended jobs re-checked on each read, in turn: every row is checked within
 #: ``ceil(jobs / SWEEP_ROWS)`` reads even if no read returns it.
 SWEEP_ROWS = 500
+#: Rows the sweep re-checks on a read that listed the root: that read has spent its time already
+#: (the listing), and the sweep still goes on, so even if every read lists the root every row is
+#: checked within ``ceil(jobs / SWEEP_ROWS_LISTED)`` reads.
+SWEEP_ROWS_LISTED = 100
 #: New records read per transaction when (re)building, so other processes are not held up long.
 CHUNK = 2000
 #: Names the saved listing may lag behind the root before it is saved again: saving writes every
@@ -47,14 +51,16 @@ def sync(db: sqlite3.Connection, root: Path) -> None:
     changed = max(info.st_mtime_ns, info.st_ctime_ns)
     root_sig = trusted(f"{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}", changed, now)
     stored_sig = setting(db, "root")
-    if root_sig == UNTRUSTED or stored_sig != root_sig:
+    listed = root_sig == UNTRUSTED or stored_sig != root_sig
+    if listed:
         _sync_entries(db, root, root_sig, stored_sig)
     volatile = db.execute("SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 1").fetchall()
+    sweep_rows = SWEEP_ROWS_LISTED if listed else SWEEP_ROWS
     swept = db.execute(
         "SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 0 AND id > ? ORDER BY id LIMIT ?",
-        (_sweep_position(root), SWEEP_ROWS),
+        (_sweep_position(root), sweep_rows),
     ).fetchall()
-    _save_sweep_position(root, swept[-1][0] if swept and len(swept) == SWEEP_ROWS else "")
+    _save_sweep_position(root, swept[-1][0] if swept and len(swept) == sweep_rows else "")
     if changed := _changed(root, volatile + swept):
         with writing(db):
             store_rows(db, root, changed)
