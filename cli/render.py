@@ -21,6 +21,27 @@ if TYPE_CHECKING:
 
     from jobcore.payloads import DeletePayload, KillPayload, SnapshotPayload, WaitPayload
 
+    class Listed(Protocol):
+        """A job as the table shows it: an entry of the ``list_jobs`` payload, or a row of the index."""
+
+        @property
+        def job_id(self) -> str: ...
+        @property
+        def state(self) -> str: ...
+        @property
+        def command(self) -> str | list[str]: ...
+        @property
+        def tags(self) -> list[str]: ...
+        @property
+        def exit_code(self) -> int | None: ...
+        @property
+        def reason(self) -> str | None: ...
+        @property
+        def started_at(self) -> str | None: ...
+        @property
+        def finished_at(self) -> str | None: ...
+
+
 #: Characters of a job id shown in the table: enough to be a unique prefix in any real store.
 SHORT_ID = 8
 #: The command column is never narrower, even if the table must then be wider than the terminal.
@@ -34,27 +55,6 @@ class Stream(enum.Enum):
     STDOUT = "stdout"
     STDERR = "stderr"
     BOTH = "both"
-
-
-class Listed(Protocol):
-    """A job as the table shows it: an entry of the ``list_jobs`` payload, or a row of the index."""
-
-    @property
-    def job_id(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def command(self) -> str | list[str]: ...
-    @property
-    def tags(self) -> list[str]: ...
-    @property
-    def exit_code(self) -> int | None: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def started_at(self) -> str | None: ...
-    @property
-    def finished_at(self) -> str | None: ...
 
 
 def _console() -> Console:

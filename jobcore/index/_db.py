@@ -9,7 +9,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store import DIR_MODE, FILE_MODE
@@ -60,15 +59,15 @@ def index_path(root: Path) -> Path:
     return root / INDEX_DIR / INDEX_FILE
 
 
-@dataclass
 class _Open:
     """A connection this process keeps to one index file, and the file it was opened on."""
 
-    db: sqlite3.Connection
-    file: tuple[int, int, int, int] | None
-    #: One user at a time: a connection is not to be shared by threads at once.
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    closed: bool = False
+    def __init__(self, db: sqlite3.Connection, file: tuple[int, int, int, int] | None) -> None:
+        self.db = db
+        self.file = file
+        #: One user at a time: a connection is not to be shared by threads at once.
+        self.lock = threading.RLock()
+        self.closed = False
 
 
 #: Connections kept open between reads, the most recently opened last. Closing the last

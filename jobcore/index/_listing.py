@@ -20,8 +20,8 @@ import os
 import secrets
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..store import FILE_MODE
 from ._db import index_path, set_setting, setting
@@ -38,8 +38,7 @@ MAX_STEPS = 1000
 _TOKEN_KEY = "listing"
 
 
-@dataclass(frozen=True)
-class Seen:
+class Seen(NamedTuple):
     """The token the settings held when read, and the listing if the file carries that token."""
 
     token: str | None
