@@ -36,6 +36,9 @@ WINDOW = 65536
 #: Differences walked one by one before the rest is compared as sets (listings in unrelated orders).
 MAX_STEPS = 1000
 _TOKEN_KEY = "listing"
+#: The listing this process last read or saved (one store's): 3 MB not read again while its
+#: token is still the one the settings hold (a listing never changes under the same token).
+_KEPT: dict[str, Seen] = {}
 
 
 class Seen(NamedTuple):
@@ -54,13 +57,15 @@ def joined(names: list[str]) -> bytes:
     two separators."""
     # Joined as text, then encoded at once: bytes.join keeps a buffer view of every one of
     # 100,000 names and takes several times as long.
-    return os.fsencode("/".join(["", *names, ""])) if names else SEPARATOR
+    return os.fsencode(f"/{'/'.join(names)}/") if names else SEPARATOR
 
 
 def load(db: sqlite3.Connection, root: Path) -> Seen:
     token = setting(db, _TOKEN_KEY)
     if token is None:
         return Seen(token, None)
+    if (kept := _KEPT.get(str(root))) is not None and kept.token == token:
+        return kept
     try:
         with open(_path(root), "rb") as f:
             if f.readline() != token.encode() + b"\n":
@@ -71,7 +76,15 @@ def load(db: sqlite3.Connection, root: Path) -> Seen:
     # Cut short (a disk full, a crash before the rename reached the disk): names missing only
     # make the next read look at them again, but a name cut in two is no name.
     whole = names.startswith(SEPARATOR) and names.endswith(SEPARATOR)
-    return Seen(token, names if whole else None)
+    seen = Seen(token, names if whole else None)
+    if whole:
+        _keep(root, seen)
+    return seen
+
+
+def _keep(root: Path, seen: Seen) -> None:
+    _KEPT.clear()
+    _KEPT[str(root)] = seen
 
 
 def still(db: sqlite3.Connection, seen: Seen) -> bool:
@@ -95,6 +108,7 @@ def save(db: sqlite3.Connection, root: Path, names: bytes) -> None:
         forget(db)
         return
     set_setting(db, _TOKEN_KEY, token)
+    _keep(root, Seen(token, names))  # if the write rolls back, no setting ever holds this token
 
 
 def forget(db: sqlite3.Connection) -> None:
