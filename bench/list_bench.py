@@ -18,7 +18,6 @@ from jobcore import Jobs, index
 from jobcore.index import Filter
 from jobcore.store import Store, new_job_id
 from jobcore.supervisor import fsio, records
-from jobcore.verbs.list import scan_page
 
 from .table import Row
 
@@ -101,7 +100,7 @@ def _rows(work: Path, count: int, baseline_rounds: int, aim: str) -> list[Row]:
     # A store at rest: files changed within SETTLE_NS are not trusted yet and re-read each time.
     time.sleep(index.SETTLE_NS / 1e9)
     jobs.list(all=True)
-    scan = _time(lambda: scan_page(Store(jobs.root), every), baseline_rounds)
+    scan = _time(lambda: index.scan_page(Store(jobs.root), every), baseline_rounds)
     plain = "the same page by reading every record (no index)"
     rows = [
         Row(f"list_jobs limit 50, {label} records, first read (builds the index)", _ms(build), _ms(scan), plain),

@@ -14,21 +14,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from jobcore import SERVER_SECRETS, ErrorInfo, ErrorPayload, JobError, Jobs, Payload
+from jobcore import SERVER_SECRETS, JobError, Jobs, Payload
 from jobcore.inputs import MAX_BYTES_CAP, MAX_SECONDS
 
 from . import render
-from .follow import Stream, follow
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-#: What ``timeout(1)`` exits with when the time is up; ``wait`` and ``run --wait`` use it too.
-EXIT_TIMED_OUT = 124
-
-
-class UsageError(Exception):
-    """A command line that cannot be run as given; the message names the flag."""
+from .exits import EXIT_ERROR, EXIT_OK, EXIT_TIMED_OUT, EXIT_USAGE, UsageError, guarded, report
+from .follow import follow
+from .render import Stream
 
 
 def _print_json(payload: Payload) -> None:
@@ -128,7 +120,7 @@ def cmd_ls(jobs: Jobs, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(payload)
     else:
-        render.job_table(payload)
+        render.job_table(payload.root, payload.jobs, payload.truncated)
     return EXIT_OK
 
 
@@ -249,36 +241,15 @@ COMMANDS: dict[str, Callable[[Jobs, argparse.Namespace], int]] = {
 }
 
 
-def report(exc: JobError, as_json: bool) -> None:
-    """One line on stderr naming the problem; with ``--json`` the tool's error envelope on stdout too."""
-    message = exc.message
-    if exc.code == "ambiguous_job_id" and exc.details:
-        message += f" (candidates: {', '.join(exc.details.get('candidates', []))})"
-    print(f"agent-jobs: error: {message}", file=sys.stderr, flush=True)
-    if as_json:
-        info = ErrorInfo(code=exc.code, message=exc.message, retryable=exc.retryable, details=exc.details)
-        _print_json(ErrorPayload(error=info))
-
-
 def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run the parsed command on the store; turn every refusal into its exit code and one line."""
     # As the server does: nothing this process starts (supervisors, jobs) may inherit its secrets.
     for name in SERVER_SECRETS:
         os.environ.pop(name, None)
-    try:
+
+    def command() -> int:
         jobs = Jobs(args.root)
         jobs.prepare()
         return COMMANDS[args.command](jobs, args)
-    except UsageError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"agent-jobs {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except JobError as exc:
-        report(exc, args.json)
-        return EXIT_USAGE if exc.code == "invalid_input" else EXIT_ERROR
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
-    except BrokenPipeError:
-        # `agent-jobs logs ID | head`: the reader has gone, which is no error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+
+    return guarded(command, args, parser)

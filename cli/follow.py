@@ -7,7 +7,6 @@ the log sizes and read with offset snapshots, so the chunks join to the exact te
 
 from __future__ import annotations
 
-import enum
 import os
 import select
 import threading
@@ -20,14 +19,6 @@ from jobcore.payloads import SnapshotPayload, WaitPayload
 
 #: Seconds between two looks at the log sizes while the job runs (the end never waits on it).
 POLL_S = 0.1
-
-
-class Stream(enum.Enum):
-    """Which log a person reads: stdout, stderr, or both (stdout here, the job's stderr on stderr)."""
-
-    STDOUT = "stdout"
-    STDERR = "stderr"
-    BOTH = "both"
 
 
 @dataclass(frozen=True)

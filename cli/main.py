@@ -10,15 +10,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
+
+from .exits import EXIT_USAGE
 
 #: Commands the server runs (they load the MCP SDK); every other command works on the store alone.
 SERVER_COMMANDS = ("serve", "web")
-EXIT_USAGE = 2
+#: ``ls`` and its alias: without ``--json`` they read the index directly (:mod:`.ls`).
+LIST_COMMANDS = ("ls", "list")
 ENV_ROOT = "AGENT_JOBS_ROOT"
 
 
 def _version() -> str:
+    # importlib.metadata costs a cold start ~30 ms: loaded only for --version.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("agent-jobs")
     except PackageNotFoundError:
@@ -185,6 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         # An argv after `--` runs without a shell; one lone word is a shell string.
         args.argv = "--" in argv[argv.index("run") :] if "run" in argv else False
+    if args.command in LIST_COMMANDS and not args.json:
+        from .ls import list_table
+
+        if (code := list_table(args, commands[args.command])) is not None:
+            return code
     from . import commands as run_command
 
     return run_command.dispatch(args, commands[args.command])

@@ -1,25 +1,46 @@
 """What people read: the job table, a job's record, log text, one-line answers; times in words.
 
 Colour and widths come from ``rich``, which colours only a terminal and never with ``NO_COLOR``
-set. Only :func:`job_table` and :func:`record` import it, so log text goes out unchanged and fast.
+set. Only :func:`job_table` and :func:`record` import it, so log text goes out unchanged and fast;
+the payload models are named for their types only, so the fast ``ls`` loads neither them nor pydantic.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
-from jobcore.payloads import DeletePayload, KillPayload, ListEntry, ListPayload, SnapshotPayload, WaitPayload
-
-from .follow import Stream
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from jobcore.payloads import DeletePayload, KillPayload, SnapshotPayload, WaitPayload
+
+    class Listed(Protocol):
+        """A job as the table shows it: an entry of the ``list_jobs`` payload, or a row of the index."""
+
+        @property
+        def job_id(self) -> str: ...
+        @property
+        def state(self) -> str: ...
+        @property
+        def command(self) -> str | list[str]: ...
+        @property
+        def tags(self) -> list[str]: ...
+        @property
+        def exit_code(self) -> int | None: ...
+        @property
+        def reason(self) -> str | None: ...
+        @property
+        def started_at(self) -> str | None: ...
+        @property
+        def finished_at(self) -> str | None: ...
+
 
 #: Characters of a job id shown in the table: enough to be a unique prefix in any real store.
 SHORT_ID = 8
@@ -33,6 +54,14 @@ STATE_STYLES = {
     "killed": "yellow",
     "failed": "red",
 }
+
+
+class Stream(enum.Enum):
+    """Which log a person reads: stdout, stderr, or both (stdout here, the job's stderr on stderr)."""
+
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    BOTH = "both"
 
 
 def _console() -> Console:
@@ -92,10 +121,10 @@ def _end_text(state: str, exit_code: int | None, reason: str | None) -> str:
     return reason if reason and reason != state else ""
 
 
-def job_table(payload: ListPayload) -> None:
+def job_table(root: str, jobs: Sequence[Listed], truncated: bool) -> None:
     """The jobs as a table that fits the terminal; the command is cut to the room left."""
-    if not payload.jobs:
-        print(f"no jobs to show in {payload.root} (agent-jobs ls --all lists every job, whatever its folder)")
+    if not jobs:
+        print(f"no jobs to show in {root} (agent-jobs ls --all lists every job, whatever its folder)")
         return
     from rich.table import Table
     from rich.text import Text
@@ -110,13 +139,14 @@ def job_table(payload: ListPayload) -> None:
             _span(job.started_at, job.finished_at, now),
             ",".join(job.tags),
         )
-        for job in payload.jobs
+        for job in jobs
     ]
     headers: tuple[str, ...] = ("ID", "STATE", "EXIT", "STARTED", "TIME", "TAGS")
-    if any(job.backend for job in payload.jobs):
+    slurm_ids = [_slurm_id(root, job.job_id) for job in jobs]
+    if any(slurm_ids):
         # Shown only when Slurm jobs are listed: each one's Slurm id, "local" for the others.
         headers += ("SLURM",)
-        rows = [(*row, _slurm_text(job)) for row, job in zip(rows, payload.jobs, strict=True)]
+        rows = [(*row, slurm_id or "local") for row, slurm_id in zip(rows, slurm_ids, strict=True)]
     console = _console()
     widths = [max(len(name), *(len(row[i]) for row in rows)) for i, name in enumerate(headers)]
     # Whole words in these columns; the command gets the room left, cut with an ellipsis.
@@ -125,17 +155,22 @@ def job_table(payload: ListPayload) -> None:
     for name, width in zip(headers, widths, strict=True):
         table.add_column(name, no_wrap=True, width=width)
     table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", max_width=room)
-    for job, row in zip(payload.jobs, rows, strict=True):
+    for job, row in zip(jobs, rows, strict=True):
         table.add_row(row[0], Text(row[1], style=STATE_STYLES.get(job.state, "")), *row[2:], command_text(job.command))
     console.print(table)
-    if payload.truncated:
-        console.print(f"(more jobs than --limit {len(payload.jobs)}; --limit 0 shows them all)")
+    if truncated:
+        console.print(f"(more jobs than --limit {len(jobs)}; --limit 0 shows them all)")
 
 
-def _slurm_text(job: ListEntry) -> str:
-    if job.backend is None:
-        return "local"
-    return (job.slurm.job_id if job.slurm is not None else None) or "-"
+def _slurm_id(root: str, job_id: str) -> str | None:
+    """The Slurm job id of a Slurm job ("-" before ``sbatch`` answered), None for a local job:
+    read from the job's ``slurm.json``, as the index rows the table may show do not carry it."""
+    from jobcore.slurm import jobfile
+
+    job_dir = os.path.join(root, job_id)
+    if not jobfile.is_slurm(job_dir):
+        return None
+    return jobfile.job_id(job_dir) or "-"
 
 
 def record(payload: SnapshotPayload) -> None:

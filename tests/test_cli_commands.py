@@ -100,6 +100,64 @@ def test_ls_lists_this_folder_newest_first_with_filters(job_root: Path, work: Pa
     assert len(limited["jobs"]) == 1 and limited["truncated"] is True
 
 
+def _table_ids(done: subprocess.CompletedProcess[str]) -> list[str]:
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    if lines[0].startswith("no jobs to show"):
+        return []
+    return [line.split()[0] for line in lines[1:] if not line.startswith("(more jobs")]
+
+
+def test_the_ls_table_shows_the_jobs_list_jobs_returns(job_root: Path, work: Path, tmp_path: Path):
+    """The table is read from the index without the verb: the same jobs, in the same order, for every filter."""
+    below = work / "sub" / "dir"
+    below.mkdir(parents=True)
+    beside = tmp_path / "work-other"  # shares the folder's name as a prefix, but is not below it
+    beside.mkdir()
+    ids = [
+        _run(job_root, work, "--tag", "team.web", "exit 3"),
+        _run(job_root, below, "--tag", "team", "true"),
+        _run(job_root, beside, "--tag", "team.db", "true"),
+        _run(job_root, work, "sleep 60"),
+    ]
+    for job_id in ids[:3]:
+        cli(job_root, "wait", job_id, cwd=work)
+    for where, args in [
+        (work, []),
+        (below, []),
+        (beside, ["--all"]),
+        (work, ["--state", "exited"]),
+        (work, ["--state", "running"]),
+        (work, ["--all", "--tag", "team.*"]),
+        (work, ["--tag", "team.web", "--tag", "team.*"]),
+        (work, ["--tag", "team"]),
+        (work, ["--all", "--limit", "2"]),
+        (work, ["--limit", "0"]),
+    ]:
+        listed = payload_of(cli(job_root, "ls", "--json", *args, cwd=where), "list")
+        table = cli(job_root, "ls", *args, cwd=where)
+        assert _table_ids(table) == [j["job_id"][:8] for j in listed["jobs"]], (where, args)
+        assert ("(more jobs than --limit" in table.stdout) == listed["truncated"]
+    cli(job_root, "kill", ids[3], cwd=work)
+
+
+def test_ls_refuses_what_list_jobs_refuses_in_its_words(job_root: Path, work: Path):
+    _run(job_root, work, "true")
+    for args, field in [(["--limit", "-1"], "limit"), (["--tag", "no spaces"], "tags")]:
+        table = cli(job_root, "ls", *args, cwd=work)
+        as_json = cli(job_root, "ls", "--json", *args, cwd=work)
+        assert table.returncode == as_json.returncode == 2, table.stderr
+        assert table.stderr == as_json.stderr and table.stderr.startswith(f"agent-jobs: error: {field}")
+        assert json.loads(as_json.stdout)["error"]["code"] == "invalid_input"
+
+
+def test_the_ls_tag_filter_is_the_one_list_jobs_takes():
+    from cli.ls import TAG_FILTER
+    from jobcore import inputs
+
+    assert TAG_FILTER.pattern == inputs._TAG_FILTER.pattern
+
+
 def test_ls_of_an_empty_store_says_so(job_root: Path, work: Path):
     done = cli(job_root, "ls", cwd=work)
     assert done.returncode == 0

@@ -8,22 +8,24 @@ trusts at once (otherwise a file changed within the last second is re-read on ev
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobcore import Jobs, index
+from jobcore.index import _listing
 from jobcore.retention import auto_clean
-from jobcore.store import Store
+from jobcore.store import Store, new_job_id
 from jobcore.supervisor import fsio
-from jobcore.verbs.list import scan_page
 from tests.conftest import REPO
 from tests.helpers import Fifo, wait_exit
 
@@ -40,7 +42,7 @@ def _listed(jobs: Jobs, **args: Any) -> list[dict[str, Any]]:
 
 
 def _scanned(root: Path) -> list[dict[str, Any]]:
-    page = scan_page(Store(root), index.Filter(scope=None, state=None, tags=[], after=None, limit=0))
+    page = index.scan_page(Store(root), index.Filter(scope=None, state=None, tags=[], after=None, limit=0))
     return [
         {
             "job_id": j.job_id,
@@ -174,10 +176,30 @@ def test_a_row_not_on_any_page_is_checked_within_a_sweep(
     _assert_agree(jobs)
 
 
+def test_the_sweep_goes_on_when_every_read_lists_the_root(
+    job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store changing before every read (each read lists the root) still has every row checked."""
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS", 0)
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS_LISTED", 2)
+    jobs = Jobs(job_root)
+    ids = _ended(jobs, tmp_path, 6)
+    _assert_agree(jobs)
+    _rewrite(job_root / ids[0] / fsio.META, {"tags": ["found"]})
+    reads = 0
+    while True:
+        (job_root / f"not-a-job-{reads}").mkdir()  # the root changes: this read lists it
+        if jobs.list(all=True, tags=["found"]).jobs:
+            break
+        reads += 1
+        assert reads <= 3, "the sweep did not reach the edited record"
+
+
 def test_tag_job_is_seen_by_a_filter_at_once(
     job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(index._sync, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS_LISTED", 0)
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 4)
     jobs.list(all=True)
@@ -189,6 +211,7 @@ def test_a_restarted_job_is_seen_by_a_state_filter_at_once(
     job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(index._sync, "SWEEP_ROWS", 0)  # no sweep: the verb's own update alone
+    monkeypatch.setattr(index._sync, "SWEEP_ROWS_LISTED", 0)
     jobs = Jobs(job_root)
     started, release = Fifo(tmp_path / "started"), Fifo(tmp_path / "release")
     job = jobs.run(command=f"echo x > {started}; read x < {release}", cwd=str(tmp_path), wait_seconds=0)
@@ -216,6 +239,144 @@ def test_jobs_removed_or_restored_by_hand_are_seen(job_root: Path, tmp_path: Pat
     subprocess.run(["cp", "-a", str(backup), str(job_root / ids[1])], check=True)
     assert ids[1] in {e["job_id"] for e in _listed(jobs)}
     _assert_agree(jobs)
+
+
+def _copy_job(root: Path, job_id: str) -> str:
+    """A new job made by hand, as a restore from another store would: a copy under a new id."""
+    new_id = new_job_id()
+    subprocess.run(["cp", "-a", str(root / job_id), str(root / f".{new_id}")], check=True)
+    for name in (fsio.META, fsio.STATE):
+        path = root / f".{new_id}" / name
+        path.write_text(path.read_text().replace(job_id, new_id))
+    os.rename(root / f".{new_id}", root / new_id)
+    return new_id
+
+
+def _listing_is_saved(root: Path) -> bool:
+    with index._db.open_index(root) as db:
+        return _listing.load(db, root).names is not None
+
+
+@pytest.mark.parametrize(
+    ("block", "window", "steps"), [(_listing.BLOCK, _listing.WINDOW, _listing.MAX_STEPS), (3, 8, 2), (5, 64, 1000)]
+)
+def test_comparing_listings_finds_exactly_the_names_added_and_removed(
+    block: int, window: int, steps: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the orders: the same but for scattered changes, names moved, or shuffled; names that
+    are prefixes of others. Small blocks, windows and step counts take every path of the walk."""
+    monkeypatch.setattr(_listing, "BLOCK", block)
+    monkeypatch.setattr(_listing, "WINDOW", window)
+    monkeypatch.setattr(_listing, "MAX_STEPS", steps)
+    rng = random.Random(block)
+    for _ in range(600):
+        pool = [f"{rng.randrange(16 ** rng.randint(1, 4)):x}" for _ in range(rng.randint(0, 40))]
+        before = list(dict.fromkeys(pool))
+        after = [n for n in before if rng.random() > 0.15]
+        # Names as os.listdir gives them: any byte but "/" and NUL, undecodable ones escaped.
+        for name in [*pool[: rng.randint(0, 3)], "x" * rng.randint(1, 3), "a\nb", os.fsdecode(b"caf\xe9")]:
+            if name not in after:
+                after.insert(rng.randint(0, len(after)), name)
+        if rng.random() < 0.1:
+            rng.shuffle(after)
+        added, removed = _listing.changes(_listing.joined(before), _listing.joined(after))
+        assert {os.fsdecode(n) for n in added} == set(after) - set(before), (before, after)
+        assert {os.fsdecode(n) for n in removed} == set(before) - set(after), (before, after)
+
+
+def test_jobs_added_and_removed_by_hand_between_reads_are_seen(job_root: Path, tmp_path: Path) -> None:
+    """Each read compares the root with the listing the last one saved: every change is found."""
+    jobs = Jobs(job_root)
+    ids = _ended(jobs, tmp_path, 4)
+    _assert_agree(jobs)
+    rng = random.Random(1)
+    removed: dict[str, Path] = {}
+    for step in range(30):
+        assert _listing_is_saved(job_root)
+        action = rng.choice(["add", "add", "remove", "restore"])
+        if action == "add":
+            ids.append(_copy_job(job_root, rng.choice(ids)))
+        elif action == "remove" and len(ids) > 1:
+            gone = ids.pop(rng.randrange(len(ids)))
+            removed[gone] = tmp_path / f"backup-{step}"
+            shutil.move(job_root / gone, removed[gone])
+        elif action == "restore" and removed:
+            back = rng.choice(sorted(removed))
+            shutil.move(removed.pop(back), job_root / back)
+            ids.append(back)
+        assert sorted(e["job_id"] for e in _listed(jobs)) == sorted(ids)
+        _assert_agree(jobs)
+
+
+def test_a_job_added_by_hand_right_after_our_own_add_is_seen(job_root: Path, tmp_path: Path) -> None:
+    """Our add and one behind our back within the same clock tick of the root's mtime."""
+    jobs = Jobs(job_root)
+    (first,) = _ended(jobs, tmp_path, 1)
+    jobs.list(all=True)
+    ours = jobs.create(command="true", cwd=str(tmp_path)).job_id
+    theirs = _copy_job(job_root, first)
+    assert {ours, theirs} <= {e["job_id"] for e in _listed(jobs)}
+    jobs.list(all=True)
+    behind = _copy_job(job_root, first)
+    assert behind in {e["job_id"] for e in _listed(jobs)}
+    _assert_agree(jobs)
+
+
+def test_a_job_deleted_then_restored_by_hand_is_seen(job_root: Path, tmp_path: Path) -> None:
+    """delete_job drops the row at once while the saved listing still names the job: the listing
+    must not be trusted when the job comes back under the same name."""
+    jobs = Jobs(job_root)
+    ids = _ended(jobs, tmp_path, 3)
+    _assert_agree(jobs)
+    assert _listing_is_saved(job_root)
+    backup = tmp_path / "backup"
+    subprocess.run(["cp", "-a", str(job_root / ids[1]), str(backup)], check=True)
+    assert jobs.delete(job_id=ids[1]).jobs[0].action == "deleted"
+    subprocess.run(["cp", "-a", str(backup), str(job_root / ids[1])], check=True)
+    assert ids[1] in {e["job_id"] for e in _listed(jobs)}
+    _assert_agree(jobs)
+
+
+def test_a_listing_is_not_saved_over_a_row_removed_since_it_was_loaded(job_root: Path, tmp_path: Path) -> None:
+    """Another process removing a row between our load and our write makes our listing unusable."""
+    jobs = Jobs(job_root)
+    ids = _ended(jobs, tmp_path, 2)
+    jobs.list(all=True)
+    theirs = index._db._connect(index.index_path(job_root))  # as another process's connection
+    with index._db.open_index(job_root) as ours:
+        seen = _listing.load(ours, job_root)
+        assert seen.names is not None
+        with index._db.writing(theirs):
+            index._sync.delete_rows(theirs, [ids[0]])
+        theirs.close()
+        with index._db.writing(ours):
+            assert not _listing.still(ours, seen)
+        assert _listing.load(ours, job_root).names is None
+
+
+@pytest.mark.parametrize("damage", ["removed", "garbage", "other token", "truncated"])
+def test_a_lost_or_damaged_listing_costs_only_a_compare_with_the_rows(
+    job_root: Path, tmp_path: Path, damage: str
+) -> None:
+    jobs = Jobs(job_root)
+    ids = _ended(jobs, tmp_path, 3)
+    _assert_agree(jobs)
+    path = index.index_path(job_root).parent / _listing.LISTING_FILE
+    text = path.read_bytes()
+    if damage == "removed":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"\x00garbage/" * 10)
+    elif damage == "other token":
+        path.write_bytes(b"0123456789abcdef\n" + text.partition(b"\n")[2])
+    else:
+        path.write_bytes(text[: len(text) // 2])
+    _listing._KEPT.clear()  # read from the file, as another process would
+    shutil.rmtree(job_root / ids[0])
+    ids.append(_copy_job(job_root, ids[1]))
+    assert sorted(e["job_id"] for e in _listed(jobs)) == sorted(ids[1:])
+    _assert_agree(jobs)
+    assert _listing_is_saved(job_root)
 
 
 def test_the_supervisors_state_changes_are_seen(job_root: Path, tmp_path: Path, trusted: None) -> None:
@@ -253,6 +414,54 @@ def test_retention_judges_from_the_files_not_the_index(
     _rewrite(job_root / old / fsio.STATE, {"finished_at": "2020-01-01T00:00:00.000Z"})
     assert auto_clean(job_root, force=True, budget_s=30.0) == [old]
     assert [e["job_id"] for e in _listed(jobs)] == [recent]
+    _assert_agree(jobs)
+
+
+def test_a_process_keeps_one_connection_per_store_and_few_stores(job_root: Path, tmp_path: Path) -> None:
+    """Reads reuse the connection (no checkpoint and -wal file made again per read), up to MAX_OPEN stores."""
+    jobs = Jobs(job_root)
+    _ended(jobs, tmp_path, 1)
+    jobs.list(all=True)
+    kept = index._db._OPEN[str(index.index_path(job_root))]
+    jobs.list(all=True)
+    assert index._db._OPEN[str(index.index_path(job_root))] is kept
+    assert Path(f"{index.index_path(job_root)}-wal").exists()  # not checkpointed away between reads
+    for n in range(index._db.MAX_OPEN + 2):
+        other = Jobs(tmp_path / f"store-{n}")
+        _ended(other, tmp_path, 1)
+        assert len(other.list(all=True).jobs) == 1
+    assert len(index._db._OPEN) <= index._db.MAX_OPEN
+    assert kept.closed and len(_listed(jobs)) == 1  # dropped, and opened again when needed
+
+
+def test_threads_and_a_forked_child_each_read_the_index_safely(job_root: Path, tmp_path: Path) -> None:
+    jobs = Jobs(job_root)
+    ids = _ended(jobs, tmp_path, 3)
+    expected = _listed(jobs)
+    results: list[list[dict[str, Any]]] = []
+
+    def read() -> None:
+        for _ in range(5):
+            results.append(_listed(jobs))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 20
+    left = [e for e in expected if e["job_id"] != ids[0]]
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, never the parent's
+        code = 1
+        try:
+            shutil.rmtree(job_root / ids[0])
+            code = 0 if _listed(jobs) == left else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _listed(jobs) == left
     _assert_agree(jobs)
 
 

@@ -13,8 +13,11 @@ ctime is within :data:`SETTLE_NS` of the moment it was looked at is not trusted 
 ``""``): a write in the same clock tick could leave it unchanged, so such a row is checked
 again on every read until it settles.
 
-The package: ``_db`` (the SQLite file), ``_files`` (records and their signatures) and ``_sync``
-(keeping the rows current); the tunables live where they are read, so tests patch them there.
+The package: ``_db`` (the SQLite file), ``_files`` (records and their signatures), ``_sync``
+(keeping the rows current), ``_listing`` (the root's listing as last seen), ``_page`` (what a
+listing asks for and gets) and ``_scan`` (the listing without the index, from every record); the
+tunables live where they are read, so tests patch them there. It imports neither pydantic nor
+the verbs, so ``agent-jobs ls`` can read it without them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,24 @@ from ..store import Store
 from ..supervisor import fsio
 from ._db import Unavailable, index_path, open_index, writing
 from ._files import SETTLE_NS
+from ._page import Filter, Job, Page
+from ._scan import job_entries, scan_page
 from ._sync import delete_rows, recheck, store_rows, sync
 
-__all__ = ["SETTLE_NS", "Filter", "Job", "Page", "Unavailable", "forget", "index_path", "list_page", "refresh"]
+__all__ = [
+    "SETTLE_NS",
+    "Filter",
+    "Job",
+    "Page",
+    "Unavailable",
+    "forget",
+    "index_path",
+    "job_entries",
+    "list_page",
+    "read_page",
+    "refresh",
+    "scan_page",
+]
 
 #: How often a page is re-queried when its rows turn out to have changed on disk.
 MAX_REQUERIES = 3
@@ -42,46 +59,12 @@ _PAGE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Filter:
-    """What a listing asks for; ``after`` is a cursor position, ``limit`` 0 means all."""
-
-    scope: str | None
-    state: str | None
-    tags: list[str]
-    after: tuple[str, int, str] | None
-    limit: int
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job as the index holds it."""
-
-    job_id: str
-    created_at: str
-    created_ns: int
-    cwd: str
-    command: str | list[str]
-    tags: list[str]
-    state: str
-    exit_code: int | None
-    reason: str | None
-    started_at: str | None
-    finished_at: str | None
-    updated_at: str
-
-    @property
-    def position(self) -> tuple[str, int, str]:
-        return (self.created_at, self.created_ns, self.job_id)
-
-
-@dataclass(frozen=True)
-class Page:
-    """A listing's page: its jobs, whether more follow, and how many unreadable jobs were left out."""
-
-    jobs: list[Job]
-    truncated: bool
-    skipped: int
+def read_page(store: Store, wanted: Filter) -> Page:
+    """The page ``wanted`` asks for: through the index, or from every record when it cannot be used."""
+    try:
+        return list_page(store, wanted)
+    except Unavailable:
+        return scan_page(store, wanted)
 
 
 def list_page(store: Store, wanted: Filter) -> Page:

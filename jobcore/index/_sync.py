@@ -8,12 +8,14 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import JobError
 from ..store import FILE_MODE, JobDir
 from ..supervisor import fsio, records
+from . import _listing as listing
 from ._db import index_path, set_setting, setting, writing
 from ._files import MISSING, UNTRUSTED, read, row_of, stat_sig, trusted
 
@@ -22,8 +24,15 @@ SWEEP_FILE = "sweep"
 #: Rows of ended jobs re-checked on each read, in turn: every row is checked within
 #: ``ceil(jobs / SWEEP_ROWS)`` reads even if no read returns it.
 SWEEP_ROWS = 500
+#: Rows the sweep re-checks on a read that listed the root: that read has spent its time already
+#: (the listing), and the sweep still goes on, so even if every read lists the root every row is
+#: checked within ``ceil(jobs / SWEEP_ROWS_LISTED)`` reads.
+SWEEP_ROWS_LISTED = 100
 #: New records read per transaction when (re)building, so other processes are not held up long.
 CHUNK = 2000
+#: Names the saved listing may lag behind the root before it is saved again: saving writes every
+#: name (3 MB at 100,000 jobs), while a name added since costs each read a find and a row lookup.
+LISTING_SLACK = 32
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 _COLUMNS = (
@@ -42,30 +51,69 @@ def sync(db: sqlite3.Connection, root: Path) -> None:
     changed = max(info.st_mtime_ns, info.st_ctime_ns)
     root_sig = trusted(f"{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}", changed, now)
     stored_sig = setting(db, "root")
-    if root_sig == UNTRUSTED or stored_sig != root_sig:
-        # Sets of plain strings, the name filter applied to the new names alone: at 100,000
-        # jobs this listing is most of a read's cost.
-        names = set(os.listdir(root))
-        known = set((db.execute("SELECT group_concat(id, ' ') FROM jobs").fetchone()[0] or "").split())
-        new = sorted(n for n in names - known if _JOB_ID.fullmatch(n))
-        # A row is dropped only when its directory is gone now, not merely absent from an older listing.
-        gone = sorted(i for i in known - names if not os.path.isdir(f"{root}/{i}"))
-        for start in range(0, len(new), CHUNK):
-            with writing(db):
-                store_rows(db, root, new[start : start + CHUNK])
-        if gone or stored_sig != root_sig:
-            with writing(db):
-                delete_rows(db, gone)
-                set_setting(db, "root", root_sig)
+    listed = root_sig == UNTRUSTED or stored_sig != root_sig
+    if listed:
+        _sync_entries(db, root, root_sig, stored_sig)
     volatile = db.execute("SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 1").fetchall()
+    sweep_rows = SWEEP_ROWS_LISTED if listed else SWEEP_ROWS
     swept = db.execute(
         "SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 0 AND id > ? ORDER BY id LIMIT ?",
-        (_sweep_position(root), SWEEP_ROWS),
+        (_sweep_position(root), sweep_rows),
     ).fetchall()
-    _save_sweep_position(root, swept[-1][0] if swept and len(swept) == SWEEP_ROWS else "")
+    _save_sweep_position(root, swept[-1][0] if swept and len(swept) == sweep_rows else "")
     if changed := _changed(root, volatile + swept):
         with writing(db):
             store_rows(db, root, changed)
+
+
+def _sync_entries(db: sqlite3.Connection, root: Path, root_sig: str, stored_sig: str | None) -> None:
+    """Rows for the job directories added to the root, none for those removed: the root is listed
+    and compared with the listing saved before, or, without one, with the rows."""
+    seen = listing.load(db, root)
+    names = os.listdir(root)
+    now_listed = listing.joined(names)
+    if seen.names is not None:
+        changed = listing.changes(seen.names, now_listed)
+        added, removed = ({os.fsdecode(n) for n in c} for c in changed)
+        # The saved listing may lag behind by a few names whose rows are there already.
+        new = _without_rows(db, _job_ids(added))
+        lagging = len(added) + len(removed) > LISTING_SLACK
+    else:
+        known = set((db.execute("SELECT group_concat(id, ' ') FROM jobs").fetchone()[0] or "").split())
+        present = set(names)
+        new, removed, lagging = _job_ids(present - known), known - present, True
+    # A row is dropped only when its directory is gone now, not merely absent from an older listing.
+    gone = [i for i in _job_ids(removed) if not os.path.isdir(f"{root}/{i}")]
+    if not (new or gone or lagging or stored_sig != root_sig):
+        return
+    chunks = [new[start : start + CHUNK] for start in range(0, len(new), CHUNK)] or [[]]
+    for chunk in chunks[:-1]:
+        with writing(db):
+            store_rows(db, root, chunk)
+    with writing(db):
+        unchanged = listing.still(db, seen)
+        dropped = store_rows(db, root, chunks[-1])
+        delete_rows(db, gone)
+        set_setting(db, "root", root_sig)
+        # Removing rows made the saved listing unusable: save this one, less the jobs gone since.
+        if unchanged and (lagging or gone or dropped):
+            if dropped:
+                now_listed = listing.joined([n for n in names if n not in dropped])
+            listing.save(db, root, now_listed)
+
+
+def _job_ids(names: Iterable[str]) -> list[str]:
+    return sorted(n for n in names if _JOB_ID.fullmatch(n))
+
+
+def _without_rows(db: sqlite3.Connection, job_ids: list[str]) -> list[str]:
+    """Those of these ids that have no row."""
+    known: set[str] = set()
+    for start in range(0, len(job_ids), CHUNK):
+        chunk = job_ids[start : start + CHUNK]
+        query = f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})"
+        known.update(row[0] for row in db.execute(query, chunk))
+    return [i for i in job_ids if i not in known]
 
 
 def _sweep_path(root: Path) -> Path:
@@ -119,8 +167,9 @@ def _changed(root: Path, rows: list[tuple[str, str, str]]) -> list[str]:
     ]
 
 
-def store_rows(db: sqlite3.Connection, root: Path, job_ids: list[str]) -> None:
-    """Read these jobs' files and write their rows (the caller holds the write transaction)."""
+def store_rows(db: sqlite3.Connection, root: Path, job_ids: list[str]) -> set[str]:
+    """Read these jobs' files and write their rows (the caller holds the write transaction);
+    the ids dropped because their directories are gone."""
     now = time.time_ns()
     gone = []
     for job_id in job_ids:
@@ -138,8 +187,11 @@ def store_rows(db: sqlite3.Connection, root: Path, job_ids: list[str]) -> None:
         db.execute("DELETE FROM tags WHERE id = ?", (job_id,))
         db.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", [(t, job_id) for t in tags])
     delete_rows(db, gone)
+    return set(gone)
 
 
 def delete_rows(db: sqlite3.Connection, job_ids: list[str]) -> None:
+    if job_ids:
+        listing.forget(db)  # a listing naming them must not be trusted if they come back
     db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
     db.executemany("DELETE FROM tags WHERE id = ?", [(i,) for i in job_ids])

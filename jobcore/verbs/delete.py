@@ -6,13 +6,13 @@ import time
 
 from ..deletion import delete_if_allowed, live_jobs
 from ..errors import JobError, invalid_input
+from ..index import job_entries
 from ..inputs import DeleteInput
 from ..payloads import DeleteEntry, DeletePayload
 from ..store import JobDir
 from ..supervisor import records
 from ..times import parse_age
 from ._context import Context
-from .list import job_entries
 
 
 def delete(ctx: Context, inp: DeleteInput) -> DeletePayload:
