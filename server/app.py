@@ -24,7 +24,6 @@ from .info import build_info_tool, server_version
 from .stdio import stdio_streams
 from .tools import WaitPolicy, build_tools
 from .unreadable import AnsweringReader
-from .web import build_web, is_web_path, sign_in_line
 
 log = logging.getLogger("agent_jobs.server")
 
@@ -147,7 +146,11 @@ class HttpService:
         jobs = jobs or AsyncJobs(cfg.root, policy=cfg.policy)
         self.mcp = build_server(cfg, jobs=jobs, base_url=self.base_url)
         # The page for people, at / beside the MCP routes, on the same store, policy and token.
-        self.web = build_web(cfg, jobs, self.port)
+        # Imported here: Jinja2 and the page's routes cost a stdio server's start ~50 ms for nothing.
+        from . import web
+
+        self._web = web
+        self.web = web.build_web(cfg, jobs, self.port)
         security = access.transport_security(cfg, self.port)
         self._sse = self.mcp.sse_app(transport_security=security) if "sse" in cfg.transports else None
         self._http = (
@@ -202,7 +205,7 @@ class HttpService:
             await send(message)
 
         path = scope.get("path", "")
-        if is_web_path(path):
+        if self._web.is_web_path(path):
             # The page checks its own cookie or bearer header; the MCP routes keep the SDK's bearer check.
             await self.web(scope, receive, send)
             return
@@ -227,7 +230,8 @@ class HttpService:
             for name, url in self.urls.items():
                 # Always on stderr, whatever the log level: with --port 0 it is how a client learns the port.
                 print(f"agent-jobs: serving {name} at {url}", file=sys.stderr, flush=True)
-            print(f"agent-jobs: {sign_in_line(self.base_url, self.cfg, sys.stderr)}", file=sys.stderr, flush=True)
+            sign_in = self._web.sign_in_line(self.base_url, self.cfg, sys.stderr)
+            print(f"agent-jobs: {sign_in}", file=sys.stderr, flush=True)
             for line in self.token_hint():
                 print(f"agent-jobs: {line}", file=sys.stderr, flush=True)
             await self._uvicorn.serve(sockets=[self.sock])
