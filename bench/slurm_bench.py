@@ -8,7 +8,6 @@ Without a cluster that answers, one row says why nothing was measured.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 from jobcore import Jobs
-from jobcore.slurm import POLL_S, record
+from jobcore.slurm import POLL_S, commands, record
 
 from .table import Row
 
@@ -28,16 +27,6 @@ SETTLE_S = 0.2
 
 def _median_ms(samples: list[float]) -> str:
     return f"{statistics.median(samples) * 1000:.0f} ms"
-
-
-def _cluster_problem() -> str | None:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return "Slurm is not installed"
-    try:
-        done = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=10)
-    except subprocess.TimeoutExpired:
-        return "sinfo does not answer"
-    return None if done.returncode == 0 and "up" in done.stdout.split() else "no Slurm partition is up"
 
 
 def _read_line(fifo: Path) -> float:
@@ -120,7 +109,7 @@ def _exit_to_scontrol(work: Path, n: int) -> float:
 
 
 def measure() -> list[Row]:
-    problem = _cluster_problem()
+    problem = commands.cluster_problem()
     if problem is not None:
         return [Row("slurm: submit to first instruction, exit to wait", f"skipped: {problem}", "-", "-")]
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import JobError
+from .slurm import BACKENDS
 
 #: Variables of the server's own environment that no job, supervisor or notify command inherits.
 SERVER_SECRETS = ("AGENT_JOBS_TOKEN",)
@@ -61,8 +62,8 @@ class Policy(BaseModel):
     @classmethod
     def _known_backends(cls, backends: list[str] | None) -> list[str] | None:
         for backend in backends or []:
-            if backend not in ("local", "slurm"):
-                raise ValueError(f"unknown backend {backend!r}; local or slurm")
+            if backend not in BACKENDS:
+                raise ValueError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
         return backends
 
     @field_validator("allowed_roots")

@@ -150,6 +150,8 @@ class JobDir:
     def observed_state(self) -> dict[str, Any]:
         """``state.json``, with a lost supervisor noticed and recorded (a Slurm job's judged from Slurm)."""
         state = self.read_state()
+        if records.status(state) not in slurm_liveness.OPEN_STATES:
+            return state  # ended or not started: nothing to judge, no stat of slurm.json
         if slurm_jobfile.is_slurm(self.path):
             return slurm_liveness.observed(self, state)
         if _supervisor_lost(self, state):

@@ -25,7 +25,7 @@ from helpers import REPO, Fifo, StdioServer, wait_exit
 from mcp import Client
 
 from jobcore import JobError, Jobs, Policy
-from jobcore.slurm import POLL_S, jobfile, record
+from jobcore.slurm import POLL_S, commands, jobfile, record
 from jobcore.store import JobDir
 from jobcore.times import epoch
 from jobcore.verbs._observe import wait_for_end
@@ -35,24 +35,9 @@ from server import config
 SLURM_WAIT_S = 30.0
 
 
-def _cluster_problem() -> str | None:
-    """Why no Slurm cluster can be used here, or None when one answers."""
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return "Slurm's commands are not installed"
-    try:
-        done = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=10)
-    except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 10 s"
-    if done.returncode != 0:
-        return f"sinfo: {done.stderr.strip()}"
-    if "up" not in done.stdout.split():
-        return "no Slurm partition is up"
-    return None
-
-
 @pytest.fixture(scope="module")
 def cluster() -> None:
-    problem = _cluster_problem()
+    problem = commands.cluster_problem()
     if problem is None:
         return
     message = f"no Slurm cluster answers ({problem}); start one with .ci/slurm-up (as root)"

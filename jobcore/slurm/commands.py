@@ -51,3 +51,18 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> subproc
 def first_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0] if lines else "(no message)"
+
+
+def cluster_problem() -> str | None:
+    """Why no Slurm cluster can be used here, or None when one answers (a partition is up)."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "Slurm's commands are not installed"
+    try:
+        done = run(["sinfo", "-h", "-o", "%a"])
+    except JobError as exc:
+        return exc.message
+    if done.returncode != 0:
+        return f"sinfo: {first_line(done.stderr)}"
+    if "up" not in done.stdout.split():
+        return "no Slurm partition is up"
+    return None
