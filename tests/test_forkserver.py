@@ -13,7 +13,7 @@ import pytest
 from helpers import Fifo, wait_exit
 
 from jobcore import Jobs
-from jobcore.supervisor import procs
+from jobcore.supervisor import forkserver, procs
 
 
 @pytest.fixture
@@ -105,3 +105,30 @@ def test_a_notify_command_s_shell_is_found_on_the_job_s_path_not_the_fork_server
     assert (event["job_id"], event["event_type"]) == (run.job_id, "job.finished")
     recorded = json.loads((jobs.store.root / run.job_id / "completion_event.json").read_text())
     assert [(d["sink"], d["ok"]) for d in recorded["delivery_results"]] == [("command", True)]
+
+
+def test_the_warm_up_leaves_no_directory_descriptor_or_subreaper_behind(jobs: Jobs, tmp_path: Path) -> None:
+    # The first launch's spare is forked before the warm-up, and may be done before it ends.
+    assert jobs.run(command="true", wait_seconds=10).state == "exited"
+    ready = Fifo(tmp_path / "ready")
+    first = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    first_supervisor = _supervisor(jobs, first.job_id)
+    server = _parent(first_supervisor)
+    # One spare, forked once the warm-up is done: the launch it takes runs as any other.
+    spare = _spare_of(server, {first_supervisor})
+    second = jobs.run(command="echo warm", wait_seconds=10)
+    assert (second.state, second.final_snapshot.stdout_tail) == ("exited", "warm\n")
+    assert _supervisor(jobs, second.job_id) == spare
+    assert not [name for name in os.listdir(jobs.store.root) if name.startswith(forkserver.WARM_UP_PREFIX)]
+    links = [os.readlink(f"/proc/{server}/fd/{fd}") for fd in os.listdir(f"/proc/{server}/fd")]
+    assert not [link for link in links if link.endswith("(deleted)") or str(jobs.store.root) in link]
+    # Its own: the signal, spare-taken and lifeline pipes, and one the launcher may leave it.
+    assert len([link for link in links if link.startswith("pipe:")]) <= 7, links
+    # No subreaper: a job whose supervisor is killed is not taken in by the fork server.
+    job_root = json.loads((jobs.store.root / first.job_id / "state.json").read_text())["pid"]
+    os.kill(first_supervisor, signal.SIGKILL)
+    wait_exit(first_supervisor)
+    assert _parent(job_root) != server
+    jobs.kill(job_id=first.job_id, wait_seconds=10)  # a lost supervisor: its job is ended all the same
+    wait_exit(job_root)

@@ -16,6 +16,12 @@ readers tell a forked supervisor, whose command line is ours, see
 :func:`procs.is_supervisor_of`), and runs :func:`supervisor.main.main` with fd 2 on the
 pipe, as a spawned supervisor would.
 
+Once its first spare is forked (the launch that started us waits for nothing more), the
+server supervises :data:`WARM_UP_RUNS` throwaway jobs itself (see :func:`_warm_up`), so that
+what the interpreter fills in on first use (its type cache, the adaptive bytecode of the
+supervisor's code) is filled in here, once, and shared, instead of being written again by
+every supervisor: each then keeps ~230 KiB fewer pages of its own.
+
 We reap our children (the supervisors and the spare) and nothing else. Killing us takes no
 job with us: each supervisor is in its own session and carries on, reparented; the spare
 sees its lifeline pipe end and exits. With no supervisor left and no request for
@@ -36,6 +42,10 @@ import time
 from . import fsio, main
 
 IDLE_EXIT_S = 10.0
+#: Throwaway jobs supervised at start (see :func:`_warm_up`): measured, the gain levels off by
+#: ten, when every function a supervisor calls has run often enough to be specialised.
+WARM_UP_RUNS = 10
+WARM_UP_PREFIX = ".forkserver-warmup-"
 SOCKET_NAME = ".forkserver.sock"
 #: Where a forked supervisor keeps its job directory open.
 JOB_DIR_FD = 3
@@ -163,9 +173,10 @@ def _take_request(conn: _socket.socket) -> tuple[dict, int] | None:
 def _spare(listener: _socket.socket, lifeline: int, taken: int, close: list[int]) -> None:
     """In a forked spare: wait for one request and become its supervisor. Never returns.
 
-    It accepts the connection itself and says so on ``taken`` (the fork server then forks the
-    next spare), so a launch waits for no fork, and the fork server parses nothing: between
-    two forks it writes to hardly a page, so siblings keep sharing what they inherited."""
+    It accepts the connection itself and says so on ``taken``, with its pid (the fork server
+    then forks the next spare), so a launch waits for no fork, and the fork server parses
+    nothing: between two forks it writes to hardly a page, so siblings keep sharing what they
+    inherited."""
     code = 0
     try:
         # Our signal pipe is let go before it is closed, so no signal writes to a reused fd.
@@ -185,7 +196,7 @@ def _spare(listener: _socket.socket, lifeline: int, taken: int, close: list[int]
                 break
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 continue
-        os.write(taken, b"x")
+        os.write(taken, os.getpid().to_bytes(4, sys.byteorder))
         for held in (listener.fileno(), lifeline, taken):
             os.close(held)
         conn = _socket.socket(fileno=fd)
@@ -199,6 +210,71 @@ def _spare(listener: _socket.socket, lifeline: int, taken: int, close: list[int]
         code = 1
     finally:
         os._exit(code)
+
+
+def _warm_up(root: str) -> None:
+    """Supervise :data:`WARM_UP_RUNS` jobs running ``:`` in this process, under ``root``.
+
+    Each supervisor forked afterwards then finds the interpreter's caches filled and its code
+    specialised, pages it shares instead of writing its own copy (``docs/performance.md``).
+    Best effort: a run that fails is only a colder start. What :func:`main.main` changes in the
+    process it runs in, a process that is about to exit, is put back: the subreaper flag, the
+    signal handlers (the caller sets its own after), the descriptors left to that exit. It
+    waits for its own command only, not for our children."""
+    base = f"{root}/{WARM_UP_PREFIX}{os.getpid()}"
+    meta = {
+        "job": {"id": "warm-up"},
+        "command": ":",
+        "cwd": "/",
+        "inherit_env": True,
+        "env_files": [],
+        "timeout_ms": 0,
+        "kill_after_ms": 5000,
+        "tags": [],
+    }
+    environ = {"PATH": os.environ.get("PATH", os.defpath)}
+    fds = set(os.listdir("/proc/self/fd"))
+    try:
+        os.mkdir(base, 0o700)
+        for run in range(WARM_UP_RUNS):
+            job_dir = f"{base}/{run}"
+            os.mkdir(job_dir, 0o700)
+            fsio.write_json_atomic(f"{job_dir}/{fsio.META}", meta)
+            os.mkfifo(f"{job_dir}/{fsio.WAKE_FIFO}", 0o600)
+            main.main(job_dir, environ, reap_all=False)
+            _signal.set_wakeup_fd(-1)  # its pipe is closed next: no signal may write to a reused fd
+            for fd in set(os.listdir("/proc/self/fd")) - fds:
+                try:
+                    os.close(int(fd))
+                except OSError:
+                    pass  # the directory listing's own
+    except Exception:
+        pass
+    finally:
+        main.release_subreaper()
+        _signal.signal(_signal.SIGUSR1, _signal.SIG_DFL)
+        _remove_tree(base)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a warm-up's directory (two levels deep): no :mod:`shutil`, whose import alone
+    costs every supervisor forked after it pages of its own."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        inner = f"{path}/{name}"
+        try:
+            for leaf in os.listdir(inner):
+                os.unlink(f"{inner}/{leaf}")
+            os.rmdir(inner)
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 class _Children:
@@ -220,7 +296,15 @@ class _Children:
                 break
             self.pids.discard(pid)
             if pid == self.spare:
-                self.spare = None  # died waiting (killed): the loop forks another
+                self.spare = None  # died waiting (killed), or took a request and is done already
+
+    def took_requests(self, message: bytes) -> None:
+        """Spares that took a request, each named by its pid on the pipe: supervisors now. One
+        reaped before its message is read is no longer the spare, nor is the one forked since."""
+        for at in range(0, len(message) - 3, 4):
+            if int.from_bytes(message[at : at + 4], sys.byteorder) == self.spare:
+                self.spare = None
+        self.took = self.took or bool(message)
 
     @property
     def supervising(self) -> bool:
@@ -267,6 +351,7 @@ def serve(root: str) -> int:
     _read_own_limits()
     gc.collect()
     gc.freeze()  # what we loaded stays shared with every child: the collector never writes to it
+    warm = False
     idle_since = time.monotonic()
     # Between two forks we do as little as we can: every page we write meanwhile is one the
     # supervisor forked before no longer shares with the next. The clock and the socket are
@@ -282,12 +367,22 @@ def serve(root: str) -> int:
             if pid > 0:
                 children.spare = pid
                 children.pids.add(pid)
+        if not warm:
+            # Once the launch that started us has its spare: what the next spares share.
+            warm = True
+            _warm_up(os.path.dirname(path))
+            _signal.signal(_signal.SIGCHLD, lambda *_: None)
+            _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
+            children.reap()  # what exited meanwhile woke the warm-up, not us
+            gc.collect()
+            gc.freeze()
+            continue
         ready = poller.poll(1000)
         for fd, _ in ready:
-            if _drain(fd) and fd == taken_r:
-                children.spare = None  # a supervisor now
-                children.took = True
-            elif fd == sig_r:
+            if fd == taken_r:
+                children.took_requests(_drain(fd))
+            else:
+                _drain(fd)
                 children.reap()
         if ready:
             continue
@@ -313,9 +408,9 @@ def serve(root: str) -> int:
     return 0
 
 
-def _drain(fd: int) -> bool:
-    """Empty a non-blocking pipe; whether there was anything in it."""
+def _drain(fd: int) -> bytes:
+    """Empty a non-blocking pipe: what was in it."""
     try:
-        return bool(os.read(fd, 4096))
+        return os.read(fd, 4096)
     except BlockingIOError:
-        return False
+        return b""

@@ -296,11 +296,19 @@ class Supervisor:
             self.write_state("exited", exit_code=os.waitstatus_to_exitcode(status), **fields)
 
 
-def _reap(sup: Supervisor, notifier: events.Notifier) -> bool:
-    """Reap every exited child; returns False once we have no children left."""
+def release_subreaper() -> None:
+    """Stop being the subreaper :func:`main` made this process (for a process that carries on)."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def _reap(sup: Supervisor, notifier: events.Notifier, reap_all: bool) -> bool:
+    """Reap every exited child (or, unless ``reap_all``, the command only); returns False once
+    we have none left to wait for."""
     while True:
+        if not reap_all and (sup.ended or sup.pid is None):
+            return False
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1 if reap_all else sup.pid, os.WNOHANG)
         except ChildProcessError:
             return False
         if pid == 0:
@@ -319,11 +327,13 @@ def _acknowledge() -> None:
     os.close(devnull)
 
 
-def main(job_dir: str, environ: Mapping[str, str] | None = None) -> int:
+def main(job_dir: str, environ: Mapping[str, str] | None = None, *, reap_all: bool = True) -> int:
     """Supervise the job in ``job_dir`` until its end is on disk and every descendant is reaped.
 
     ``environ`` is what the job inherits, ours when None. The fork server passes the request's
     rather than put it in ``os.environ``, which costs every forked supervisor pages and ~1 ms.
+    ``reap_all=False`` is for a process with children of its own (the fork server's warm-up):
+    only the command is waited for and reaped.
     """
     job_dir = os.path.abspath(job_dir)
     try:
@@ -390,7 +400,7 @@ def main(job_dir: str, environ: Mapping[str, str] | None = None) -> int:
                 signums = b""
             if _signal.SIGUSR1 in signums:
                 sup.on_kill_request()
-        has_children = _reap(sup, notifier)
+        has_children = _reap(sup, notifier, reap_all)
         wake_on_end()
         # While matching is behind, a watched log waits (its bytes are safe in the file).
         budgets = [notifier.room() if notifier.watches(f.stream) else follow.PUMP_BUDGET for f in followers]
