@@ -12,6 +12,7 @@ MODULES = (
     "bench.list_bench",
     "bench.server_bench",
     "bench.scale_bench",
+    "bench.ksm_bench",
     "bench.until_bench",
     "bench.cli_bench",
     "bench.web_bench",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .supervisor import fsio
-from .supervisor.forkserver import SOCKET_NAME
+from .supervisor.forkserver import MERGE_PAGES_VAR, SOCKET_NAME
 
 ENABLE_VAR = "AGENT_JOBS_FORKSERVER"
 LOCK_NAME = ".forkserver.lock"
@@ -97,12 +97,15 @@ def _start_and_connect(root: Path, path: str, reap: Callable[[int], None]) -> so
 
 def _start(root: str, reap: Callable[[int], None]) -> bool:
     """Spawn the server detached; True once it says it listens."""
+    environ = {"PATH": os.defpath}  # it runs nothing itself: each request brings its environment
+    if os.environ.get(MERGE_PAGES_VAR) == "1":
+        environ[MERGE_PAGES_VAR] = "1"
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.posix_spawn(
             sys.executable,
             server_argv(root),
-            {"PATH": os.defpath},  # it runs nothing itself: each request brings its environment
+            environ,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),

@@ -132,3 +132,25 @@ def test_the_warm_up_leaves_no_directory_descriptor_or_subreaper_behind(jobs: Jo
     assert _parent(job_root) != server
     jobs.kill(job_id=first.job_id, wait_seconds=10)  # a lost supervisor: its job is ended all the same
     wait_exit(job_root)
+
+
+def _merges_any(pid: int) -> bool:
+    return "ksm_merge_any: yes" in Path(f"/proc/{pid}/ksm_stat").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/ksm_stat").exists(), reason="needs a kernel with KSM (6.4 or later)")
+@pytest.mark.parametrize("setting", ["1", None])
+def test_supervisors_opt_into_same_page_merging_only_when_asked(
+    jobs: Jobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str | None
+) -> None:
+    if setting is None:
+        monkeypatch.delenv(forkserver.MERGE_PAGES_VAR, raising=False)
+    else:
+        monkeypatch.setenv(forkserver.MERGE_PAGES_VAR, setting)
+    ready = Fifo(tmp_path / "ready")
+    started = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
+    ready.read()
+    supervisor = _supervisor(jobs, started.job_id)
+    assert _merges_any(supervisor) is (setting == "1")
+    assert _merges_any(_parent(supervisor)) is (setting == "1")  # the fork server
+    assert jobs.kill(job_id=started.job_id, wait_seconds=10).state == "killed"

@@ -47,6 +47,11 @@ IDLE_EXIT_S = 10.0
 WARM_UP_RUNS = 10
 WARM_UP_PREFIX = ".forkserver-warmup-"
 SOCKET_NAME = ".forkserver.sock"
+#: In our environment, ``1``: we and every supervisor we fork opt into the kernel's same-page
+#: merging (KSM), so pages supervisors have written alike are shared again where the machine
+#: runs it (``docs/performance.md``). Off by default: merged pages are a timing side channel.
+MERGE_PAGES_VAR = "AGENT_JOBS_KSM"
+_PR_SET_MEMORY_MERGE = 67
 #: Where a forked supervisor keeps its job directory open.
 JOB_DIR_FD = 3
 #: Largest request accepted (the environment is most of it).
@@ -349,6 +354,9 @@ def serve(root: str) -> int:
     poller.register(taken_r, select.POLLIN)
     spare_close = [sig_r, sig_w, taken_r, lifeline_w]
     _read_own_limits()
+    if os.environ.get(MERGE_PAGES_VAR) == "1":
+        # Inherited by every fork; a kernel without it (before 6.4) says EINVAL: nothing merged.
+        main.prctl(_PR_SET_MEMORY_MERGE, 1, 0, 0, 0)
     gc.collect()
     gc.freeze()  # what we loaded stays shared with every child: the collector never writes to it
     warm = False

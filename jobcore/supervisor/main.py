@@ -28,7 +28,7 @@ from . import events, follow, fsio, procs, records
 
 _PR_SET_CHILD_SUBREAPER = 36
 #: Looked up once, at import: a forked supervisor then only calls it (finding it costs pages).
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
+prctl = ctypes.CDLL(None, use_errno=True).prctl
 _FOLLOW_MIN_S = 0.005
 _FOLLOW_MAX_S = 0.25
 #: While the disk refuses the end record, it is tried again each turn for this long.
@@ -298,7 +298,7 @@ class Supervisor:
 
 def release_subreaper() -> None:
     """Stop being the subreaper :func:`main` made this process (for a process that carries on)."""
-    _prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def _reap(sup: Supervisor, notifier: events.Notifier, reap_all: bool) -> bool:
@@ -340,7 +340,7 @@ def main(job_dir: str, environ: Mapping[str, str] | None = None, *, reap_all: bo
         os.close(os.open(f"{job_dir}/{fsio.ACK}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         return 0  # the launcher gave up on us and marked the launch failed: run nothing
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # Held open while the job runs; waiters see POLLHUP on their read end when we close it.
     wake_fd = os.open(f"{job_dir}/{fsio.WAKE_FIFO}", os.O_RDWR | os.O_NONBLOCK)
     sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
