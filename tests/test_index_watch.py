@@ -51,6 +51,14 @@ def _covered(root: Path) -> bool:
         return watch is not None and watch.covered == _db.setting(db, _sync.GENERATION_KEY)
 
 
+def _watch_from_now(jobs: Jobs) -> None:
+    """Read the store until this process watches its root (the first read in a process adds no
+    watch, the second adds it and brings the rows up to it)."""
+    jobs.list(all=True)
+    jobs.list(all=True)
+    assert _covered(Path(jobs.root))
+
+
 def _ended(jobs: Jobs, cwd: Path, count: int) -> list[str]:
     return [jobs.run(command="true", cwd=str(cwd), wait_seconds=30).job_id for _ in range(count)]
 
@@ -59,8 +67,7 @@ def test_changes_by_hand_right_after_our_own_add_are_seen_by_the_next_read(job_r
     """Within the same clock tick of the root's mtime as our add: a job copied in, one removed."""
     jobs = Jobs(job_root)
     first, second = _ended(jobs, tmp_path, 2)
-    jobs.list(all=True)
-    assert _covered(job_root)
+    _watch_from_now(jobs)
     ours = jobs.create(command="true", cwd=str(tmp_path)).job_id
     theirs = _copy_job(job_root, first)
     shutil.rmtree(job_root / second)
@@ -78,7 +85,7 @@ def test_a_job_restored_with_other_records_under_a_removed_name_is_read_again(jo
     jobs = Jobs(job_root)
     (job,) = _ended(jobs, tmp_path, 1)
     jobs.create(command="true", cwd=str(tmp_path), tags=["keep"])
-    jobs.list(all=True)
+    _watch_from_now(jobs)
     backup = tmp_path / "backup"
     subprocess.run(["cp", "-a", str(job_root / job), str(backup)], check=True)
     meta = fsio.read_json(str(backup / fsio.META))
@@ -92,8 +99,7 @@ def test_a_job_restored_with_other_records_under_a_removed_name_is_read_again(jo
 def test_the_root_replaced_by_another_directory_is_listed(job_root: Path, tmp_path: Path) -> None:
     jobs = Jobs(job_root)
     (job,) = _ended(jobs, tmp_path, 1)
-    jobs.list(all=True)
-    assert _covered(job_root)
+    _watch_from_now(jobs)
     os.rename(job_root, tmp_path / "old-root")
     job_root.mkdir(mode=0o700)
     subprocess.run(["cp", "-a", str(tmp_path / "old-root" / job), str(job_root / job)], check=True)
@@ -106,8 +112,7 @@ def test_the_root_replaced_by_another_directory_is_listed(job_root: Path, tmp_pa
 def test_the_index_rebuilt_under_a_covered_watch_is_filled_from_the_root(job_root: Path, tmp_path: Path) -> None:
     jobs = Jobs(job_root)
     ids = set(_ended(jobs, tmp_path, 3))
-    jobs.list(all=True)
-    assert _covered(job_root)
+    _watch_from_now(jobs)
     shutil.rmtree(index.index_path(job_root).parent)
     assert _ids(jobs) == ids
 
@@ -119,8 +124,7 @@ def test_more_changes_than_the_kernels_queue_holds_are_all_seen(job_root: Path, 
         pytest.skip(f"the kernel queues {queued} events: too many files to overflow it")
     jobs = Jobs(job_root)
     first, second = _ended(jobs, tmp_path, 2)
-    jobs.list(all=True)
-    assert _covered(job_root)
+    _watch_from_now(jobs)
     for n in range(queued + 10):  # not jobs: only their events fill the queue
         os.close(os.open(job_root / f"x{n}", os.O_CREAT | os.O_WRONLY, 0o600))
     theirs = _copy_job(job_root, first)  # events lost
@@ -183,3 +187,27 @@ def test_two_servers_on_one_store_see_the_same_jobs(job_root: Path, tmp_path: Pa
             server.stdin.close()
             assert server.wait(timeout=30) == 0
     assert _ids(jobs) == _on_disk(job_root)
+
+
+def test_a_process_reading_a_store_once_adds_no_watch(job_root: Path, tmp_path: Path) -> None:
+    """A one-off read (``agent-jobs ls``) neither watches the root nor loads inotify."""
+    jobs = Jobs(job_root)
+    _ended(jobs, tmp_path, 1)
+    script = f"""
+        import sys
+        from pathlib import Path
+        from jobcore import index
+        from jobcore.store import Store
+        page = index.read_page(Store(Path({str(job_root)!r})), index.Filter(None, None, [], None, 0))
+        assert len(page.jobs) == 1, page
+        assert not index._watch._WATCHES and "jobcore.inotify" not in sys.modules, sorted(sys.modules)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr

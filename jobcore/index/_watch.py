@@ -1,7 +1,8 @@
 """The names added to and removed from the root, told by the kernel (inotify) instead of found by
 listing the root (100 ms at 100,000 jobs, the whole of a read after a job was added).
 
-A process keeps one watch per store it reads. The kernel queues an event for every entry made,
+A process keeps one watch per store it reads more than once (a one-off ``agent-jobs ls`` pays for
+no watch, nor for loading inotify). The kernel queues an event for every entry made,
 removed or renamed in the root, by any process on this machine (a person, another server, a
 restore), before the call that made the change returns. So once a read's rows covered every name
 in the root after the watch was added (``covered``, for that index file's generation), the events
@@ -21,8 +22,10 @@ import os
 import struct
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..inotify import Inotify
+if TYPE_CHECKING:
+    from ..inotify import Inotify
 
 #: Whether roots are watched at all (tests turn it off to take the listing path).
 WATCH_ROOTS = True
@@ -52,7 +55,10 @@ class Watch:
     have covered every name in the root since it was added."""
 
     def __init__(self, root: Path) -> None:
-        self.inotify = Inotify()
+        # Loaded here, not with the package: ctypes and finding libc cost a cold ``agent-jobs ls``.
+        from ..inotify import Inotify
+
+        self.inotify: Inotify = Inotify()
         try:
             self.inotify.watch(str(root), _NAMES | _LOST | IN_ONLYDIR)
             info = os.stat(root)
@@ -98,6 +104,8 @@ _WATCHES: dict[str, Watch] = {}
 _WATCHES_LOCK = threading.Lock()
 #: Roots found on a filesystem that is not watched, by the device they were on then.
 _NOT_LOCAL: dict[str, int] = {}
+#: Roots this process has read once: the next read watches them.
+_READ_ONCE: set[str] = set()
 
 
 def _after_fork_in_child() -> None:
@@ -111,13 +119,17 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def watching(root: Path) -> Watch | None:
-    """The watch kept on ``root``, a new one, or None where a watch could not tell every change."""
+    """The watch kept on ``root``, a new one, or None: on the first read of ``root`` in this process,
+    or where a watch could not tell every change."""
     if not WATCH_ROOTS:
         return None
     with _WATCHES_LOCK:
         watch = _WATCHES.get(str(root))
     if watch is not None:
         return watch
+    if str(root) not in _READ_ONCE:
+        _READ_ONCE.add(str(root))
+        return None
     try:
         dev = os.stat(root).st_dev
         if _NOT_LOCAL.get(str(root)) == dev:
