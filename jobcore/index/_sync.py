@@ -63,7 +63,7 @@ def sync(db: sqlite3.Connection, root: Path) -> None:
         listed = root_sig == UNTRUSTED or stored_sig != root_sig
         if listed:
             _sync_entries(db, root, root_sig, stored_sig)
-        if watch is not None and watch.dir == (info.st_dev, info.st_ino):
+        if watch is not None and not watch.closed and watch.dir == (info.st_dev, info.st_ino):
             # The rows of this index now cover every name in the root as it was after the watch was added.
             watch.covered = generation or _new_generation(db)
     volatile = db.execute("SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 1").fetchall()

@@ -139,8 +139,11 @@ def watching(root: Path) -> Watch | None:
             return None
         watch = Watch(root)
     except OSError:
-        return None  # not Linux, no inotify instances left, no root: list it
+        return None  # no inotify instance left to this user, the root gone: list it
     with _WATCHES_LOCK:
+        if (other := _WATCHES.get(str(root))) is not None:  # another thread's, made meanwhile
+            watch.close()
+            return other
         _WATCHES[str(root)] = watch
         oldest = [w for w in _WATCHES.values() if w is not watch][: max(0, len(_WATCHES) - MAX_WATCHES)]
         for path in [p for p, w in _WATCHES.items() if w in oldest]:
