@@ -26,8 +26,9 @@ class Inotify:
     def __init__(self) -> None:
         self.fd = _check(_libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK), "inotify_init1")
 
-    def watch(self, path: str) -> None:
-        _check(_libc.inotify_add_watch(self.fd, os.fsencode(path), IN_MODIFY), f"inotify_add_watch {path}")
+    def watch(self, path: str, mask: int = IN_MODIFY) -> int:
+        """Watch ``path`` for the events in ``mask``; the watch descriptor."""
+        return _check(_libc.inotify_add_watch(self.fd, os.fsencode(path), mask), f"inotify_add_watch {path}")
 
     def drain(self) -> None:
         """Read the queued events away; what changed is found by reading the files again."""

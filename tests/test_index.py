@@ -36,6 +36,20 @@ def trusted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(index._files, "SETTLE_NS", 0)
 
 
+@pytest.fixture
+def listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads list the root, as on a filesystem no watch can be trusted on (no inotify watch)."""
+    monkeypatch.setattr(index._watch, "WATCH_ROOTS", False)
+
+
+@pytest.fixture(params=["watched", "listed"])
+def either(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a read learns the root changed: the kernel's events, or listing the root."""
+    if request.param == "listed":
+        monkeypatch.setattr(index._watch, "WATCH_ROOTS", False)
+    return str(request.param)
+
+
 def _listed(jobs: Jobs, **args: Any) -> list[dict[str, Any]]:
     # backend and slurm come from a Slurm job's own file, not from the index: not compared here.
     return [e.model_dump(exclude={"backend", "slurm"}) for e in jobs.list(all=True, limit=0, **args).jobs]
@@ -177,7 +191,7 @@ def test_a_row_not_on_any_page_is_checked_within_a_sweep(
 
 
 def test_the_sweep_goes_on_when_every_read_lists_the_root(
-    job_root: Path, tmp_path: Path, trusted: None, monkeypatch: pytest.MonkeyPatch
+    job_root: Path, tmp_path: Path, trusted: None, listing: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A store changing before every read (each read lists the root) still has every row checked."""
     monkeypatch.setattr(index._sync, "SWEEP_ROWS", 0)
@@ -227,7 +241,7 @@ def test_a_restarted_job_is_seen_by_a_state_filter_at_once(
     assert [e.job_id for e in jobs.list(all=True, state="exited").jobs] == [job.job_id]
 
 
-def test_jobs_removed_or_restored_by_hand_are_seen(job_root: Path, tmp_path: Path, trusted: None) -> None:
+def test_jobs_removed_or_restored_by_hand_are_seen(job_root: Path, tmp_path: Path, trusted: None, either: str) -> None:
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 3)
     _assert_agree(jobs)
@@ -284,15 +298,16 @@ def test_comparing_listings_finds_exactly_the_names_added_and_removed(
         assert {os.fsdecode(n) for n in removed} == set(before) - set(after), (before, after)
 
 
-def test_jobs_added_and_removed_by_hand_between_reads_are_seen(job_root: Path, tmp_path: Path) -> None:
-    """Each read compares the root with the listing the last one saved: every change is found."""
+def test_jobs_added_and_removed_by_hand_between_reads_are_seen(job_root: Path, tmp_path: Path, either: str) -> None:
+    """Each read learns every change: from the events, or by comparing the root with the listing
+    the last read saved."""
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 4)
     _assert_agree(jobs)
     rng = random.Random(1)
     removed: dict[str, Path] = {}
     for step in range(30):
-        assert _listing_is_saved(job_root)
+        assert _listing_is_saved(job_root) or either == "watched"
         action = rng.choice(["add", "add", "remove", "restore"])
         if action == "add":
             ids.append(_copy_job(job_root, rng.choice(ids)))
@@ -308,7 +323,7 @@ def test_jobs_added_and_removed_by_hand_between_reads_are_seen(job_root: Path, t
         _assert_agree(jobs)
 
 
-def test_a_job_added_by_hand_right_after_our_own_add_is_seen(job_root: Path, tmp_path: Path) -> None:
+def test_a_job_added_by_hand_right_after_our_own_add_is_seen(job_root: Path, tmp_path: Path, either: str) -> None:
     """Our add and one behind our back within the same clock tick of the root's mtime."""
     jobs = Jobs(job_root)
     (first,) = _ended(jobs, tmp_path, 1)
@@ -322,13 +337,13 @@ def test_a_job_added_by_hand_right_after_our_own_add_is_seen(job_root: Path, tmp
     _assert_agree(jobs)
 
 
-def test_a_job_deleted_then_restored_by_hand_is_seen(job_root: Path, tmp_path: Path) -> None:
+def test_a_job_deleted_then_restored_by_hand_is_seen(job_root: Path, tmp_path: Path, either: str) -> None:
     """delete_job drops the row at once while the saved listing still names the job: the listing
     must not be trusted when the job comes back under the same name."""
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 3)
     _assert_agree(jobs)
-    assert _listing_is_saved(job_root)
+    assert _listing_is_saved(job_root) or either == "watched"
     backup = tmp_path / "backup"
     subprocess.run(["cp", "-a", str(job_root / ids[1]), str(backup)], check=True)
     assert jobs.delete(job_id=ids[1]).jobs[0].action == "deleted"
@@ -337,7 +352,9 @@ def test_a_job_deleted_then_restored_by_hand_is_seen(job_root: Path, tmp_path: P
     _assert_agree(jobs)
 
 
-def test_a_listing_is_not_saved_over_a_row_removed_since_it_was_loaded(job_root: Path, tmp_path: Path) -> None:
+def test_a_listing_is_not_saved_over_a_row_removed_since_it_was_loaded(
+    job_root: Path, tmp_path: Path, listing: None
+) -> None:
     """Another process removing a row between our load and our write makes our listing unusable."""
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 2)
@@ -356,7 +373,7 @@ def test_a_listing_is_not_saved_over_a_row_removed_since_it_was_loaded(job_root:
 
 @pytest.mark.parametrize("damage", ["removed", "garbage", "other token", "truncated"])
 def test_a_lost_or_damaged_listing_costs_only_a_compare_with_the_rows(
-    job_root: Path, tmp_path: Path, damage: str
+    job_root: Path, tmp_path: Path, damage: str, listing: None
 ) -> None:
     jobs = Jobs(job_root)
     ids = _ended(jobs, tmp_path, 3)

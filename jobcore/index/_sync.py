@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -16,6 +17,7 @@ from ..errors import JobError
 from ..store import FILE_MODE, JobDir
 from ..supervisor import fsio, records
 from . import _listing as listing
+from . import _watch
 from ._db import index_path, set_setting, setting, writing
 from ._files import MISSING, UNTRUSTED, read, row_of, stat_sig, trusted
 
@@ -33,6 +35,8 @@ CHUNK = 2000
 #: Names the saved listing may lag behind the root before it is saved again: saving writes every
 #: name (3 MB at 100,000 jobs), while a name added since costs each read a find and a row lookup.
 LISTING_SLACK = 32
+#: The setting naming this index file's generation (see :mod:`._watch`).
+GENERATION_KEY = "generation"
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 _COLUMNS = (
@@ -46,14 +50,22 @@ def sync(db: sqlite3.Connection, root: Path) -> None:
     """Bring the rows up to date with the files, reading only what may have changed:
     the root's entries (when the root changed), the jobs not ended, and a turn of the sweep.
     Nothing is written when nothing changed, so a quiet store costs no commit."""
+    # Watched before the root is looked at: every change from here on is an event.
+    watch = _watch.watching(root)
     now = time.time_ns()
     info = os.stat(root)
     changed = max(info.st_mtime_ns, info.st_ctime_ns)
     root_sig = trusted(f"{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}", changed, now)
     stored_sig = setting(db, "root")
-    listed = root_sig == UNTRUSTED or stored_sig != root_sig
-    if listed:
-        _sync_entries(db, root, root_sig, stored_sig)
+    generation = setting(db, GENERATION_KEY)
+    listed = False
+    if watch is None or not _synced_from_events(db, root, watch, (info.st_dev, info.st_ino), root_sig, generation):
+        listed = root_sig == UNTRUSTED or stored_sig != root_sig
+        if listed:
+            _sync_entries(db, root, root_sig, stored_sig)
+        if watch is not None and not watch.closed and watch.dir == (info.st_dev, info.st_ino):
+            # The rows of this index now cover every name in the root as it was after the watch was added.
+            watch.covered = generation or _new_generation(db)
     volatile = db.execute("SELECT id, meta_sig, state_sig FROM jobs WHERE volatile = 1").fetchall()
     sweep_rows = SWEEP_ROWS_LISTED if listed else SWEEP_ROWS
     swept = db.execute(
@@ -64,6 +76,53 @@ def sync(db: sqlite3.Connection, root: Path) -> None:
     if changed := _changed(root, volatile + swept):
         with writing(db):
             store_rows(db, root, changed)
+
+
+def _synced_from_events(
+    db: sqlite3.Connection,
+    root: Path,
+    watch: _watch.Watch,
+    root_dir: tuple[int, int],
+    root_sig: str,
+    generation: str | None,
+) -> bool:
+    """Rows for the names the watch says were added or removed since the last read (each one's
+    directory read again, or its row dropped if it is gone); False when the watch cannot tell,
+    and the root must be listed."""
+    with watch.lock:
+        if watch.closed or generation is None or watch.covered != generation:
+            return False
+        if watch.dir != root_dir:  # another directory at the root's path now
+            _watch.drop(root, watch)
+            return False
+        try:
+            names = watch.changed()
+            if names is None:
+                _watch.drop(root, watch)
+                return False
+            job_ids = _job_ids(names)
+            if not job_ids and setting(db, "root") == root_sig:
+                return True
+            chunks = [job_ids[start : start + CHUNK] for start in range(0, len(job_ids), CHUNK)] or [[]]
+            for chunk in chunks[:-1]:
+                with writing(db):
+                    store_rows(db, root, chunk)
+            with writing(db):
+                store_rows(db, root, chunks[-1])
+                # The root looked at before the events were drained: the rows cover it.
+                set_setting(db, "root", root_sig)
+        except BaseException:
+            _watch.drop(root, watch)  # the events drained are lost with it
+            raise
+    return True
+
+
+def _new_generation(db: sqlite3.Connection) -> str:
+    """This index's generation, set once in its life: an index rebuilt (its settings with it) has another."""
+    with writing(db):
+        generation = setting(db, GENERATION_KEY) or secrets.token_hex(8)
+        set_setting(db, GENERATION_KEY, generation)
+    return generation
 
 
 def _sync_entries(db: sqlite3.Connection, root: Path, root_sig: str, stored_sig: str | None) -> None:
