@@ -5,6 +5,9 @@
   their sharers), per job;
 - N concurrent ``kill`` calls: until every call returned (each returns once its job's end is
   recorded), then checked that no process of any job is left;
+- the server's CPU (user + system) per job while launching and while killing, beside what the
+  whole machine spent busy per job meanwhile: on a shared machine the times above depend on
+  everything else running, the server's own CPU far less;
 - ``ping`` answered throughout: the slowest of one ping every 50 ms while launching and killing,
   as the client sees it (its own event loop validates every result against the tool's output
   schema, about a millisecond each, so a burst of results delays the ping's answer too);
@@ -49,6 +52,26 @@ def _pss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (their own, not their children's)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not waiting on I/O), all cores."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _server_pids(root: Path) -> list[int]:
@@ -98,6 +121,7 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
     import anyio
 
     await _warm_up(client)
+    server = _server_pids(root)
     pinger = _Pinger(client)
     async with anyio.create_task_group() as pings:
         pings.start_soon(pinger.run)
@@ -110,11 +134,12 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
             ).structured_content
             ids.append(payload["job_id"])
 
-        t0 = time.perf_counter()
+        cpu0, busy0, t0 = _cpu_s(server), _machine_busy_s(), time.perf_counter()
         async with anyio.create_task_group() as tg:
             for _ in range(n):
                 tg.start_soon(launch)
         launch_s = time.perf_counter() - t0
+        launch_cpu, launch_busy = _cpu_s(server) - cpu0, _machine_busy_s() - busy0
         import json
 
         for job_id in ids:
@@ -127,11 +152,12 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
                 not_killed.append(job_id)
 
         not_killed: list[str] = []
-        t0 = time.perf_counter()
+        cpu0, busy0, t0 = _cpu_s(server), _machine_busy_s(), time.perf_counter()
         async with anyio.create_task_group() as tg:
             for job_id in ids:
                 tg.start_soon(kill, job_id)
         kill_s = time.perf_counter() - t0
+        kill_cpu, kill_busy = _cpu_s(server) - cpu0, _machine_busy_s() - busy0
         pings.cancel_scope.cancel()
     left = procs.live_jobs() & set(ids)
 
@@ -158,6 +184,13 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
             f"{plain_kill_s:.2f} s",
             "Popen.kill() then wait() each",
             "<= 2 s (200), <= 5 s (1000)",
+        ),
+        Row(
+            f"  server CPU per job, launching / killing {n}",
+            f"{launch_cpu / n * 1000:.1f} ms / {kill_cpu / n * 1000:.1f} ms",
+            f"{launch_busy / n * 1000:.1f} ms / {kill_busy / n * 1000:.1f} ms",
+            "the whole machine's busy CPU per job meanwhile (every process, all cores)",
+            "",
         ),
         Row(
             f"  memory beside {n} jobs: server + supervisors",

@@ -220,7 +220,7 @@ async def invoke(
 
 
 async def _tick_progress(context: Context, total: float | None) -> None:
-    """``notifications/progress`` about once a second (a no-op when the request carried no token)."""
+    """``notifications/progress`` about once a second."""
     started = time.monotonic()
     while True:
         await anyio.sleep(PROGRESS_INTERVAL_S)
@@ -231,6 +231,15 @@ async def _tick_progress(context: Context, total: float | None) -> None:
         except Exception:
             log.debug("progress notification not sent", exc_info=True)
             return
+
+
+def wants_progress(context: Context) -> bool:
+    """The request carries a progress token: the client asked for ``notifications/progress``."""
+    try:
+        meta = context.request_context.meta
+    except ValueError:  # called outside a request (MCPServer.call_tool without one)
+        return False
+    return meta is not None and meta.get("progress_token") is not None
 
 
 class JobTool(Tool):
@@ -257,8 +266,10 @@ class JobTool(Tool):
         arguments = self.waits.apply(self.tool, arguments)
         total = arguments.get("wait_seconds")
         total = total if isinstance(total, int | float) and not isinstance(total, bool) else None
-        if not self.tool.waits or (total is not None and total < PROGRESS_INTERVAL_S):
-            return await invoke(self.tool, self.jobs, arguments, lowered)  # over before a first progress
+        if not self.tool.waits or (total is not None and total < PROGRESS_INTERVAL_S) or not wants_progress(context):
+            # Over before a first progress, or nobody asked for it: no ticker task, no wake-up a
+            # second (a thousand kills at once would each tick while they wait).
+            return await invoke(self.tool, self.jobs, arguments, lowered)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_tick_progress, context, total)
             result = await invoke(self.tool, self.jobs, arguments, lowered)

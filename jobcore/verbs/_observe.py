@@ -102,6 +102,8 @@ def wait_for_end(jd: JobDir, deadline: float, watch: LineWatch | None = None) ->
     A Slurm job's supervisor may hold its FIFO on another host: its files are looked at
     every ``POLL_S`` as well.
     """
+    if watch is None and deadline <= time.monotonic():
+        return jd.observed_state()  # no wait to come (``wait_seconds`` 0): the wake FIFO is not needed
     polled = jobfile.is_slurm(jd.path)
     while True:
         with ExitStack() as stack:
@@ -236,8 +238,9 @@ def watch_launched(
     """
     wait_s = DEFAULT_LAUNCH_WAIT_S if watch.wait_seconds is None else watch.wait_seconds
     observed_from = time.monotonic()
-    with Inotify() as notify:
-        [line_watch] = watches([jd], until, notify)
+    with ExitStack() as stack:
+        # An inotify instance only for ``until``: most launches have none, and a thousand at once each paid for one.
+        line_watch = None if until is None else watches([jd], until, stack.enter_context(Inotify()))[0]
         state = yield from wait_for_end(jd, observed_from + wait_s, line_watch)
     now = time.monotonic()
     meta = jd.read_meta()

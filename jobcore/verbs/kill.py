@@ -121,10 +121,11 @@ def _kill_directly(
     (a request file holds only the last); an ended job may have left processes behind.
     """
     signum = getattr(signal, signal_name)
-    sent = signal_name if procs.job_processes(jd.job_id, state.get("pid")) else None
+    found = procs.job_processes(jd.job_id, state.get("pid"))
+    sent = signal_name if found else None
     if sent is not None and signum not in _NOT_ENDING:
         request_kill(jd, signal_name)
-    state = yield from _end_directly(jd, state, supervisor, signum, deadline)
+    state = yield from _end_directly(jd, state, supervisor, signum, deadline, found=found)
     return sent, state
 
 
@@ -202,11 +203,19 @@ def _end_directly(
     signum: int,
     deadline: float,
     escalate_after: float | None = None,
+    *,
+    found: list[int] | None = None,
 ) -> Flow[dict[str, Any]]:
     """Signal the job's processes found through /proc and watch them go; a supervisor still
-    there once they are gone records the end, or, silent a grace, is ended."""
+    there once they are gone records the end, or, silent a grace, is ended.
+
+    ``found``: the job's processes as the caller has just found them, so /proc is not read
+    through once more (every process's environment, costly beside thousands of processes).
+    """
     pgid = state.get("pid")
-    if procs.job_processes(jd.job_id, pgid):
+    if found is None:
+        found = procs.job_processes(jd.job_id, pgid)
+    if found:
         if escalate_after is None and signum not in _NOT_ENDING:
             escalate_after = jd.read_meta()["kill_after_ms"] / 1000
             if supervisor is not None:
