@@ -1,8 +1,8 @@
 """Many jobs through one MCP server over stdio, each figure beside ``subprocess.Popen`` in the same run.
 
 - N ``sleep 600`` jobs launched by N concurrent ``run_job`` calls: until every call returned;
-- memory beside them: the server and every supervisor, by PSS (shared pages divided among
-  their sharers), per job;
+- memory beside them: the server, every supervisor and the fork server that forked them, by
+  PSS (shared pages divided among their sharers), per job;
 - N concurrent ``kill`` calls: until every call returned (each returns once its job's end is
   recorded), then checked that no process of any job is left;
 - the server's CPU (user + system) per job while launching and while killing, beside what the
@@ -89,6 +89,14 @@ def _server_pids(root: Path) -> list[int]:
     return found
 
 
+def _parent(pid: int) -> int:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return 0
+    return int(data[data.rfind(b")") + 2 :].split()[1])
+
+
 class _Pinger:
     """Pings the server every :data:`PING_EVERY_S` while running; keeps the slowest answer."""
 
@@ -144,7 +152,9 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
 
         for job_id in ids:
             supervisors.append(json.loads((root / job_id / "state.json").read_text())["supervisor_pid"])
-        pss = sum(_pss_kib(pid) for pid in supervisors + _server_pids(root))
+        servers = _server_pids(root)
+        fork_servers = {_parent(pid) for pid in supervisors} - {*servers, 0, 1}
+        pss = sum(_pss_kib(pid) for pid in [*supervisors, *servers, *fork_servers])
 
         async def kill(job_id: str) -> None:
             payload = (await client.call_tool("kill", {"job_id": job_id, "wait_seconds": 60})).structured_content
@@ -193,7 +203,7 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
             "",
         ),
         Row(
-            f"  memory beside {n} jobs: server + supervisors",
+            f"  memory beside {n} jobs: server + supervisors + fork server",
             f"{pss / n / 1024:.2f} MiB PSS per job ({pss / 1024:.0f} MiB in all)",
             "0",
             "Popen keeps no process beside the command",
