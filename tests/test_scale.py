@@ -87,6 +87,16 @@ def test_the_supervisor_acknowledges_a_kill_request_and_other_signals_go_in_orde
     usr1.read()
     killed = jobs.kill(job_id=started.job_id, wait_seconds=10)
     assert (killed.state, killed.reason) == ("killed", "killed")
+    # Ended by the signal at once: its end record is the answer, no acknowledgement is written.
+    assert not (jobs.store.root / started.job_id / "kill.sent").exists()
+
+
+def test_a_job_that_outlives_the_signal_has_its_kill_acknowledged_then_escalated(jobs: Jobs, tmp_path: Path) -> None:
+    ready = Fifo(tmp_path / "ready")
+    started = jobs.run(command=f"trap '' TERM; echo x > {ready}; while :; do sleep 0.05; done", kill_after=1)
+    ready.read()
+    killed = jobs.kill(job_id=started.job_id, wait_seconds=10)
+    assert (killed.state, killed.reason, killed.end_signal) == ("killed", "killed", "SIGKILL")
     request = json.loads((jobs.store.root / started.job_id / "kill.json").read_text())
     sent = json.loads((jobs.store.root / started.job_id / "kill.sent").read_text())
     assert (sent["signal"], sent["requested_at"]) == ("SIGTERM", request["requested_at"])

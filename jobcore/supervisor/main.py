@@ -96,6 +96,9 @@ class Supervisor:
         self.escalate_at: float | None = None
         #: When to signal, with ``sweep_signal``, the job's processes outside its group.
         self.sweep_at: float | None = None
+        #: ``kill.sent`` to write, and when: only if the job outlives the signal that long.
+        self.kill_sent: dict[str, object] | None = None
+        self.kill_sent_at: float | None = None
         self.sweep_signal = 0
         self.kill_after_s = self.meta.get("kill_after_ms", 5000) / 1000
         self.env: dict[str, str] = {}
@@ -237,19 +240,33 @@ class Supervisor:
         return self._signum(self._kill_request().get("signal"))
 
     def on_kill_request(self) -> None:
-        """Signal the job as ``kill.json`` asks, say so in ``kill.sent``, and arm the escalation."""
+        """Signal the job as ``kill.json`` asks, arm the escalation, and say so in ``kill.sent``
+        should the job outlive the signal by :data:`_SWEEP_DELAY_S` (see :meth:`acknowledge_kill`)."""
         request = self._kill_request()
         signum = self._signum(request.get("signal"))
         if signum is None:
             return
         self.signal_job(signum, _SWEEP_DELAY_S)
-        sent = {"signal": request["signal"], "requested_at": request.get("requested_at"), "sent_at": fsio.now_rfc3339()}
+        self.kill_sent = {
+            "signal": request["signal"],
+            "requested_at": request.get("requested_at"),
+            "sent_at": fsio.now_rfc3339(),
+        }
+        self.kill_sent_at = time.monotonic() + _SWEEP_DELAY_S
+        if signum in _TERMINATING:
+            self.escalate_at = time.monotonic() + self.kill_after_s
+
+    def acknowledge_kill(self) -> None:
+        """Write ``kill.sent`` for a job still running: the kill call, which reads it only when
+        no end came within its grace, then trusts us to escalate. A job that ended needs none (its
+        end record says ``killed``), and most end at once: no file is made for them."""
+        sent, self.kill_sent, self.kill_sent_at = self.kill_sent, None, None
+        if sent is None or self.ended:
+            return
         try:
             fsio.write_json_atomic(self._path(fsio.KILL_SENT), sent)
         except OSError:
             pass  # unacknowledged, the kill call signals the job itself: nothing is lost
-        if signum in _TERMINATING:
-            self.escalate_at = time.monotonic() + self.kill_after_s
 
     def signal_job(self, signum: int, sweep_in: float) -> None:
         """Signal the job's process group at once (no member forked meanwhile escapes), and
@@ -394,9 +411,13 @@ def main(job_dir: str, environ: Mapping[str, str] | None = None, *, reap_all: bo
                 sup.sweep()
             else:
                 sup.sweep_at = None  # the job left nothing behind: no /proc scan
+        if sup.kill_sent_at is not None and (now >= sup.kill_sent_at or sup.ended):
+            sup.acknowledge_kill()
         notifier.enforce_deadlines(now)
         deadlines = [
-            d for d in (sup.timeout_at, sup.escalate_at, sup.sweep_at, notifier.next_deadline()) if d is not None
+            d
+            for d in (sup.timeout_at, sup.escalate_at, sup.sweep_at, sup.kill_sent_at, notifier.next_deadline())
+            if d is not None
         ]
         wait_s = min([follow_s] + [d - now for d in deadlines])
         if poller.poll(max(0, round(wait_s * 1000))):
