@@ -13,7 +13,7 @@ import pytest
 from helpers import Fifo, wait_exit
 
 from jobcore import Jobs
-from jobcore.supervisor import forkserver, procs
+from jobcore.supervisor import forkserver, procs, warmup
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_the_warm_up_leaves_no_directory_descriptor_or_subreaper_behind(jobs: Jo
     second = jobs.run(command="echo warm", wait_seconds=10)
     assert (second.state, second.final_snapshot.stdout_tail) == ("exited", "warm\n")
     assert _supervisor(jobs, second.job_id) == spare
-    assert not [name for name in os.listdir(jobs.store.root) if name.startswith(forkserver.WARM_UP_PREFIX)]
+    assert not [name for name in os.listdir(jobs.store.root) if name.startswith(warmup.WARM_UP_PREFIX)]
     links = [os.readlink(f"/proc/{server}/fd/{fd}") for fd in os.listdir(f"/proc/{server}/fd")]
     assert not [link for link in links if link.endswith("(deleted)") or str(jobs.store.root) in link]
     # Its own: the signal, spare-taken and lifeline pipes, and one the launcher may leave it.

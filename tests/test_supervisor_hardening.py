@@ -18,7 +18,7 @@ import pytest
 from helpers import Fifo, wait_exit
 
 from jobcore import Jobs
-from jobcore.supervisor import forkserver
+from jobcore.supervisor import warmup
 from jobcore.supervisor.matcher import BEHIND_REASON, LINE_LIMIT_REASON
 
 REPO = Path(__file__).resolve().parent.parent
@@ -230,7 +230,7 @@ def _renames(trace: str) -> list[tuple[str, bool]]:
                 awaiting_dir = None
         elif call == "rename" and result == 0:
             src, dst = args.split('"')[1], args.split('"')[3]
-            if forkserver.WARM_UP_PREFIX in dst:
+            if warmup.WARM_UP_PREFIX in dst:
                 continue  # the fork server's own throwaway jobs, not the one launched
             out.append((os.path.basename(dst), False))
             awaiting_dir = dst if src in synced else None

@@ -17,7 +17,7 @@ readers tell a forked supervisor, whose command line is ours, see
 pipe, as a spawned supervisor would.
 
 Once its first spare is forked (the launch that started us waits for nothing more), the
-server supervises :data:`WARM_UP_RUNS` throwaway jobs itself (see :func:`_warm_up`), so that
+server supervises throwaway jobs itself (:func:`supervisor.warmup.warm_up`), so that
 what the interpreter fills in on first use (its type cache, the adaptive bytecode of the
 supervisor's code) is filled in here, once, and shared, instead of being written again by
 every supervisor: each then keeps ~230 KiB fewer pages of its own.
@@ -39,13 +39,9 @@ import select
 import sys
 import time
 
-from . import fsio, main
+from . import fsio, main, warmup
 
 IDLE_EXIT_S = 10.0
-#: Throwaway jobs supervised at start (see :func:`_warm_up`): measured, the gain levels off by
-#: ten, when every function a supervisor calls has run often enough to be specialised.
-WARM_UP_RUNS = 10
-WARM_UP_PREFIX = ".forkserver-warmup-"
 SOCKET_NAME = ".forkserver.sock"
 #: In our environment, ``1``: we and every supervisor we fork opt into the kernel's same-page
 #: merging (KSM), so pages supervisors have written alike are shared again where the machine
@@ -217,71 +213,6 @@ def _spare(listener: _socket.socket, lifeline: int, taken: int, close: list[int]
         os._exit(code)
 
 
-def _warm_up(root: str) -> None:
-    """Supervise :data:`WARM_UP_RUNS` jobs running ``:`` in this process, under ``root``.
-
-    Each supervisor forked afterwards then finds the interpreter's caches filled and its code
-    specialised, pages it shares instead of writing its own copy (``docs/performance.md``).
-    Best effort: a run that fails is only a colder start. What :func:`main.main` changes in the
-    process it runs in, a process that is about to exit, is put back: the subreaper flag, the
-    signal handlers (the caller sets its own after), the descriptors left to that exit. It
-    waits for its own command only, not for our children."""
-    base = f"{root}/{WARM_UP_PREFIX}{os.getpid()}"
-    meta = {
-        "job": {"id": "warm-up"},
-        "command": ":",
-        "cwd": "/",
-        "inherit_env": True,
-        "env_files": [],
-        "timeout_ms": 0,
-        "kill_after_ms": 5000,
-        "tags": [],
-    }
-    environ = {"PATH": os.environ.get("PATH", os.defpath)}
-    fds = set(os.listdir("/proc/self/fd"))
-    try:
-        os.mkdir(base, 0o700)
-        for run in range(WARM_UP_RUNS):
-            job_dir = f"{base}/{run}"
-            os.mkdir(job_dir, 0o700)
-            fsio.write_json_atomic(f"{job_dir}/{fsio.META}", meta)
-            os.mkfifo(f"{job_dir}/{fsio.WAKE_FIFO}", 0o600)
-            main.main(job_dir, environ, reap_all=False)
-            _signal.set_wakeup_fd(-1)  # its pipe is closed next: no signal may write to a reused fd
-            for fd in set(os.listdir("/proc/self/fd")) - fds:
-                try:
-                    os.close(int(fd))
-                except OSError:
-                    pass  # the directory listing's own
-    except Exception:
-        pass
-    finally:
-        main.release_subreaper()
-        _signal.signal(_signal.SIGUSR1, _signal.SIG_DFL)
-        _remove_tree(base)
-
-
-def _remove_tree(path: str) -> None:
-    """Remove a warm-up's directory (two levels deep): no :mod:`shutil`, whose import alone
-    costs every supervisor forked after it pages of its own."""
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return
-    for name in names:
-        inner = f"{path}/{name}"
-        try:
-            for leaf in os.listdir(inner):
-                os.unlink(f"{inner}/{leaf}")
-            os.rmdir(inner)
-        except OSError:
-            pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
 class _Children:
     """The fork server's children: supervisors, and the one spare waiting for a request."""
 
@@ -378,7 +309,7 @@ def serve(root: str) -> int:
         if not warm:
             # Once the launch that started us has its spare: what the next spares share.
             warm = True
-            _warm_up(os.path.dirname(path))
+            warmup.warm_up(os.path.dirname(path))
             _signal.signal(_signal.SIGCHLD, lambda *_: None)
             _signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
             children.reap()  # what exited meanwhile woke the warm-up, not us
