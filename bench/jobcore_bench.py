@@ -16,6 +16,7 @@ from pathlib import Path
 from jobcore import Jobs
 from jobcore.supervisor import fsio
 
+from . import procfs
 from .table import Row
 
 ROUNDS = 20
@@ -212,24 +213,14 @@ def _throughput(jobs: Jobs, work: Path) -> list[Row]:
     ]
 
 
-def _memory_kib(pid: int, field: str) -> int:
-    """A field of a process's ``smaps_rollup`` in KiB: ``Rss``, ``Pss`` (shared pages divided
-    among their sharers), ``Private_Dirty`` (pages no other process maps: what each job adds)."""
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def _concurrent(jobs: Jobs) -> list[Row]:
     t0 = time.perf_counter()
     job_ids = [jobs.run(command="sleep 600", wait_seconds=0).job_id for _ in range(CONCURRENT_JOBS)]
     ours_s = time.perf_counter() - t0
     supervisors = [jobs.store.open(j).read_state()["supervisor_pid"] for j in job_ids]
-    rss = [_memory_kib(pid, "Rss") for pid in supervisors]
-    pss = [_memory_kib(pid, "Pss") for pid in supervisors]
-    private = [_memory_kib(pid, "Private_Dirty") + _memory_kib(pid, "Private_Clean") for pid in supervisors]
+    rss = [procfs.memory_kib(pid, "Rss") for pid in supervisors]
+    pss = [procfs.memory_kib(pid, "Pss") for pid in supervisors]
+    private = [procfs.memory_kib(pid, "Private_Dirty") + procfs.memory_kib(pid, "Private_Clean") for pid in supervisors]
     for job_id in job_ids:
         jobs.kill(job_id=job_id, signal="SIGKILL", wait_seconds=10)
 

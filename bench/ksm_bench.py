@@ -18,6 +18,7 @@ from pathlib import Path
 from jobcore import Jobs
 from jobcore.supervisor import forkserver
 
+from . import procfs
 from .table import Row
 
 JOBS = 200
@@ -38,23 +39,10 @@ def _why_not() -> str | None:
     return None
 
 
-def _pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
-    except (OSError, StopIteration):
-        return 0
-
-
-def _parent(pid: int) -> int:
-    data = Path(f"/proc/{pid}/stat").read_bytes()
-    return int(data[data.rfind(b")") + 2 :].split()[1])
-
-
 def _pss_per_job(jobs: Jobs, ids: list[str]) -> float:
     supervisors = [jobs.store.open(job_id).read_state()["supervisor_pid"] for job_id in ids]
-    fork_servers = {_parent(pid) for pid in supervisors}
-    return sum(_pss_kib(pid) for pid in [*supervisors, *fork_servers]) / len(ids) / 1024
+    fork_servers = {procfs.parent(pid) for pid in supervisors}
+    return sum(procfs.memory_kib(pid, "Pss") for pid in [*supervisors, *fork_servers]) / len(ids) / 1024
 
 
 def _scans_done(times: int) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from jobcore.supervisor import procs
 
+from . import procfs
 from .jobcore_bench import read_fifo
 from .table import Row
 
@@ -41,37 +42,6 @@ PING_EVERY_S = 0.05
 
 def _env() -> dict[str, str]:
     return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), "PYTHONPATH": str(REPO)}
-
-
-def _pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds the processes have used so far (their own, not their children's)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds the whole machine has spent busy (not idle, not waiting on I/O), all cores."""
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _server_pids(root: Path) -> list[int]:
@@ -87,14 +57,6 @@ def _server_pids(root: Path) -> list[int]:
             if b"serve" in argv and os.fsencode(root) in argv:
                 found.append(int(name))
     return found
-
-
-def _parent(pid: int) -> int:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return 0
-    return int(data[data.rfind(b")") + 2 :].split()[1])
 
 
 class _Pinger:
@@ -142,19 +104,19 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
             ).structured_content
             ids.append(payload["job_id"])
 
-        cpu0, busy0, t0 = _cpu_s(server), _machine_busy_s(), time.perf_counter()
+        cpu0, busy0, t0 = procfs.cpu_s(server), procfs.machine_busy_s(), time.perf_counter()
         async with anyio.create_task_group() as tg:
             for _ in range(n):
                 tg.start_soon(launch)
         launch_s = time.perf_counter() - t0
-        launch_cpu, launch_busy = _cpu_s(server) - cpu0, _machine_busy_s() - busy0
+        launch_cpu, launch_busy = procfs.cpu_s(server) - cpu0, procfs.machine_busy_s() - busy0
         import json
 
         for job_id in ids:
             supervisors.append(json.loads((root / job_id / "state.json").read_text())["supervisor_pid"])
         servers = _server_pids(root)
-        fork_servers = {_parent(pid) for pid in supervisors} - {*servers, 0, 1}
-        pss = sum(_pss_kib(pid) for pid in [*supervisors, *servers, *fork_servers])
+        fork_servers = {procfs.parent(pid) for pid in supervisors} - {*servers, 0, 1}
+        pss = sum(procfs.memory_kib(pid, "Pss") for pid in [*supervisors, *servers, *fork_servers])
 
         async def kill(job_id: str) -> None:
             payload = (await client.call_tool("kill", {"job_id": job_id, "wait_seconds": 60})).structured_content
@@ -162,12 +124,12 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
                 not_killed.append(job_id)
 
         not_killed: list[str] = []
-        cpu0, busy0, t0 = _cpu_s(server), _machine_busy_s(), time.perf_counter()
+        cpu0, busy0, t0 = procfs.cpu_s(server), procfs.machine_busy_s(), time.perf_counter()
         async with anyio.create_task_group() as tg:
             for job_id in ids:
                 tg.start_soon(kill, job_id)
         kill_s = time.perf_counter() - t0
-        kill_cpu, kill_busy = _cpu_s(server) - cpu0, _machine_busy_s() - busy0
+        kill_cpu, kill_busy = procfs.cpu_s(server) - cpu0, procfs.machine_busy_s() - busy0
         pings.cancel_scope.cancel()
     left = procs.live_jobs() & set(ids)
 
