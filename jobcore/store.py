@@ -78,6 +78,12 @@ class JobDir:
             return fsio.read_json(self.file(name))
         except FileNotFoundError:
             raise self._gone() from None
+        except ValueError as exc:  # not JSON: edited by hand, or cut short by an OS crash
+            raise JobError(
+                "io_error",
+                f"job {self.job_id}: {name} is not a readable record: {exc}",
+                details={"job_id": self.job_id, "file": name},
+            ) from None
 
     def read_meta(self) -> dict[str, Any]:
         return self._read(fsio.META)

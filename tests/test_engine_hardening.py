@@ -390,3 +390,15 @@ def test_a_job_id_is_ascii_hex(jobs: Jobs) -> None:
     job_id = jobs.create(command="true").job_id
     wide = "".join(chr(ord(c) + 0xFEE0) if c.isalpha() else chr(ord(c) - 0x30 + 0xFF10) for c in job_id[:6])
     assert "not a job id" in refused(jobs.snapshot, job_id=wide).message
+
+
+@pytest.mark.parametrize("name", ["meta.json", "state.json"])
+def test_a_record_cut_short_is_an_io_error_naming_the_file(jobs: Jobs, job_root: Path, name: str) -> None:
+    """An empty record is what an OS crash can leave of a file written without waiting for the disk."""
+    job_id = jobs.run(command="true", wait_seconds=10).job_id
+    (job_root / job_id / name).write_text("")
+    for call in (jobs.snapshot, jobs.restart):
+        with pytest.raises(JobError) as caught:
+            call(job_id=job_id)
+        assert caught.value.code == "io_error"
+        assert name in caught.value.message and caught.value.details == {"job_id": job_id, "file": name}
