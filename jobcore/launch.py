@@ -157,7 +157,11 @@ def launch(jd: JobDir, environ: dict[str, str]) -> Flow[None]:
 
 
 def _fail(jd: JobDir, cause: str) -> None:
-    """Record ``launch_failed``; a command the supervisor started before it failed is killed."""
+    """Record ``launch_failed``; a command the supervisor started before it failed is killed.
+
+    The definition is made durable here too: the supervisor that would have done it may not have.
+    """
+    fsio.sync_definition(str(jd.path))
     try:
         os.close(os.open(jd.file(fsio.ACK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
     except FileExistsError:

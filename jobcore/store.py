@@ -98,9 +98,10 @@ class JobDir:
         fsio.write_json_atomic(self.file(fsio.STATE), record, mode=FILE_MODE, durable=durable)
         return record
 
-    def write_meta(self, meta: dict[str, Any]) -> None:
-        """Write ``meta.json``; the definition survives an OS crash once written."""
-        fsio.write_json_atomic(self.file(fsio.META), meta, mode=FILE_MODE, durable=True)
+    def write_meta(self, meta: dict[str, Any], *, durable: bool = True) -> None:
+        """Write ``meta.json``; the definition survives an OS crash once written, unless
+        ``durable`` is False: a job launched at once, whose supervisor makes it durable."""
+        fsio.write_json_atomic(self.file(fsio.META), meta, mode=FILE_MODE, durable=durable)
 
     def empty_logs(self) -> None:
         """Create the three logs empty, or empty them (a restart), each private to the owner."""

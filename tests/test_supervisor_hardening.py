@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -239,13 +240,14 @@ def _renames(trace: str) -> list[tuple[str, bool]]:
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the fsyncs")
 def test_definition_and_end_record_are_made_durable(job_root: Path, tmp_path: Path) -> None:
+    """``create_job`` makes the definition durable before it returns; the supervisor, the end record."""
     traces = tmp_path / "traces"
     traces.mkdir()
     launcher = (
         "import os, select, sys\n"
         "from jobcore import Jobs\n"
         "jobs = Jobs(sys.argv[1])\n"
-        "r = jobs.run(command='exit 3')\n"
+        "r = jobs.start(job_id=jobs.create(command='exit 3').job_id)\n"
         "try:\n"
         "    fd = os.pidfd_open(jobs.store.open(r.job_id).read_state()['supervisor_pid'])\n"
         "    select.select([fd], [], [], 30)\n"
@@ -265,6 +267,81 @@ def test_definition_and_end_record_are_made_durable(job_root: Path, tmp_path: Pa
     # The supervisor is the thread that wrote the completion event.
     (supervisor,) = [thread for thread in renames if ("completion_event.json", False) in thread]
     assert [durable for name, durable in supervisor if name == "state.json"] == [False, True]  # running, the end
+
+
+#: ``1234 fsync(3</path>) = 0``, ``1234 fsync(3</path> <unfinished ...>``, ``1234 <... fsync resumed>) = 0``.
+_STRACE_LINE = re.compile(r"^(?P<pid>\d+) +(?:<\.\.\. (?P<resumed>\w+) resumed>|(?P<call>\w+)\((?P<args>.*))")
+
+
+@dataclass
+class _Call:
+    pid: int
+    name: str
+    args: str
+    #: Index of the line where the call began and where it returned, in the trace's order.
+    began: int
+    ended: int
+
+
+def _trace(tmp_path: Path, script: str) -> tuple[Path, int, list[_Call]]:
+    """Run ``script`` (given ``jobs``, a store under tmp_path; it prints a job id) under
+    ``strace -f``: the job's directory, the script's pid and the calls."""
+    out = tmp_path / "trace.txt"
+    code = f"import sys; from jobcore import Jobs; jobs = Jobs(sys.argv[1]); {script}"
+    env = {**os.environ, "AGENT_JOBS_FORKSERVER": "0"}  # a fork server would outlive the trace
+    strace = ["strace", "-f", "-y", "-s", "200", "-o", str(out), "-e", "trace=fsync,execve,write"]
+    done = subprocess.run(
+        [*strace, sys.executable, "-c", code, str(tmp_path / "jobs")],
+        check=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    calls: list[_Call] = []
+    pending: dict[int, _Call] = {}
+    top = 0
+    for index, line in enumerate(out.read_text().splitlines()):
+        match = _STRACE_LINE.match(line)
+        if match is None:
+            continue
+        pid = int(match["pid"])
+        top = top or pid
+        if match["resumed"]:
+            if (call := pending.pop(pid, None)) is not None:
+                call.ended = index
+            continue
+        call = _Call(pid, match["call"], match["args"], index, index)
+        calls.append(call)
+        if line.endswith("<unfinished ...>"):
+            pending[pid] = call
+    return tmp_path / "jobs" / done.stdout.strip(), top, calls
+
+
+def _fsyncs_of(calls: list[_Call], path: Path) -> list[_Call]:
+    return [c for c in calls if c.name == "fsync" and re.match(rf"\d+<{re.escape(str(path))}>", c.args)]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the fsyncs")
+def test_run_starts_the_command_before_the_definition_is_fsynced_and_returns_after(tmp_path: Path) -> None:
+    """``run_job`` starts the command before ``meta.json`` is fsynced (its supervisor makes it
+    durable right after the spawn) and returns only once it is."""
+    job_dir, top, calls = _trace(tmp_path, "print(jobs.run(command='true durability-probe', wait_seconds=10).job_id)")
+    command = next(c for c in calls if c.name == "execve" and "durability-probe" in c.args)
+    supervisor = next(c.pid for c in calls if c.name == "write" and '"ACK"' in c.args)
+    ack = next(c for c in calls if c.name == "write" and c.pid == supervisor and '"ACK"' in c.args)
+    meta, directory, root = (
+        _fsyncs_of(calls, job_dir / "meta.json"),
+        _fsyncs_of(calls, job_dir),
+        _fsyncs_of(calls, tmp_path / "jobs"),
+    )
+    assert [c.pid for c in meta] == [supervisor], "only the supervisor fsyncs meta.json"
+    assert command.began < meta[0].began, "the command starts without waiting for the disk"
+    # The definition, its directory and the directory's entry in the root, all before the launch is acknowledged.
+    for fsync in (meta[0], next(c for c in directory if c.pid == supervisor), root[0]):
+        assert fsync.pid == supervisor and fsync.ended < ack.began
+    assert not [c for c in calls if c.name == "fsync" and c.pid == top and c.began < ack.began]
 
 
 # --- a store private to its owner ---------------------------------------------------------------------

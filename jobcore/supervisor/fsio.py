@@ -155,6 +155,18 @@ def sync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def sync_definition(job_dir: str) -> None:
+    """Make a job's ``meta.json`` durable where it was written without: its data, the job's
+    directory, and that directory's entry in the store's root."""
+    fd = os.open(f"{job_dir}/{META}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    sync_dir(job_dir)
+    sync_dir(job_dir.rpartition("/")[0] or "/")
+
+
 def describe(exc: OSError, path: str) -> str:
     """``No space left on device: /jobs/ab12/full.log``: an error as write_errors reports it."""
     return f"{exc.strerror or exc}: {exc.filename or path}"

@@ -191,6 +191,7 @@ class Supervisor:
             if isinstance(exc, OSError) and exc.filename is not None:
                 cause = f"{cause}: {exc.filename}"
             self.ended = True
+            self._sync_definition()
             self.write_state(
                 "failed",
                 finished_at=fsio.now_rfc3339(),
@@ -201,10 +202,20 @@ class Supervisor:
         finally:
             for fd in fds:
                 os.close(fd)
+        self._sync_definition()
         timeout_ms = self.meta.get("timeout_ms", 0)
         if timeout_ms:
             self.timeout_at = self.spawned_mono + timeout_ms / 1000
         self.write_state("running", pid=self.pid)
+
+    def _sync_definition(self) -> None:
+        """Make ``meta.json`` durable before the first state record, and so before the launch
+        is acknowledged. Done after the spawn: the command starts without waiting for the
+        disk, and the launcher returns only once the definition is on disk."""
+        try:
+            fsio.sync_definition(self.job_dir)
+        except OSError as exc:
+            self.errors.note(fsio.describe(exc, self._path(fsio.META)))
 
     def _kill_request(self) -> dict[str, str]:
         try:

@@ -35,10 +35,16 @@ def create(ctx: Context, spec: JobSpec) -> CreatePayload:
     )
 
 
-def keyed_job(ctx: Context, spec: JobSpec) -> tuple[JobDir, bool]:
-    """A new job, or, when ``idempotency_key`` names one already made, that job and True."""
+def keyed_job(ctx: Context, spec: JobSpec, *, launching: bool = False) -> tuple[JobDir, bool]:
+    """A new job, or, when ``idempotency_key`` names one already made, that job and True.
+
+    ``launching``: the caller launches a new job at once, and a local one's supervisor makes
+    its definition durable right after the command starts, off the path to the command's
+    first instruction. A keyed job's definition is made durable here: its marker, fsynced
+    before the launch, must never name a job that a crash could lose.
+    """
     if spec.idempotency_key is None:
-        return new_job(ctx, spec), False
+        return new_job(ctx, spec, launching=launching), False
     checked = _checked(ctx, spec)  # before the key's marker is touched: a refused call creates nothing
     return job_for_key(ctx.store, spec.idempotency_key, spec.definition(), lambda: _write(ctx, *checked))
 
@@ -51,9 +57,9 @@ def check_cwd(cwd: str | None) -> str:
     return path
 
 
-def new_job(ctx: Context, spec: JobSpec) -> JobDir:
+def new_job(ctx: Context, spec: JobSpec, *, launching: bool = False) -> JobDir:
     """The job's directory, in state ``created``; everything is validated first, so a refused call creates nothing."""
-    return _write(ctx, *_checked(ctx, spec))
+    return _write(ctx, *_checked(ctx, spec), launching=launching)
 
 
 def _checked(ctx: Context, spec: JobSpec) -> tuple[dict[str, Any], bytes | None, dict[str, str]]:
@@ -105,7 +111,11 @@ def _set_backend(ctx: Context, spec: JobSpec, meta: dict[str, Any]) -> None:
     meta["slurm"] = (spec.slurm or SlurmOptions()).model_dump(exclude_defaults=True)
 
 
-def _write(ctx: Context, meta: dict[str, Any], stdin: bytes | None, env: dict[str, str]) -> JobDir:
+def _write(
+    ctx: Context, meta: dict[str, Any], stdin: bytes | None, env: dict[str, str], *, launching: bool = False
+) -> JobDir:
+    # A Slurm job's supervisor may start long after the call: its definition is durable at once.
+    durable = not launching or "slurm" in meta
     jd = _new_dir(ctx)
     try:
         meta["job"]["id"] = jd.job_id
@@ -115,8 +125,9 @@ def _write(ctx: Context, meta: dict[str, Any], stdin: bytes | None, env: dict[st
                 f.write(stdin)
         if env:
             fsio.write_json_atomic(jd.file(fsio.ENV), env, mode=FILE_MODE)
-        jd.write_meta(meta)
-        fsio.sync_dir(str(jd.root))  # the job's directory itself, in the root
+        jd.write_meta(meta, durable=durable)
+        if durable:
+            fsio.sync_dir(str(jd.root))  # the job's directory itself, in the root
         jd.empty_logs()
         os.mkfifo(jd.file(fsio.WAKE_FIFO), FILE_MODE)
         if "slurm" in meta:

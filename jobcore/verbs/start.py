@@ -40,7 +40,7 @@ def run(ctx: Context, inp: RunInput) -> Flow[LaunchPayload]:
     started = time.monotonic()
     max_bytes, lowered = capped_max_bytes(inp.max_bytes)
     check_room(ctx)  # a full store refuses before creating anything
-    jd, existing = keyed_job(ctx, inp)
+    jd, existing = keyed_job(ctx, inp, launching=True)
     if existing:
         return (
             yield from watch_launched(
