@@ -31,7 +31,7 @@ from typing import Any
 from jobcore.supervisor import procs
 
 from . import procfs
-from .jobcore_bench import read_fifo
+from .firstwrite import FirstWrite
 from .table import Row
 
 REPO = Path(__file__).resolve().parent.parent
@@ -182,20 +182,19 @@ async def _many(client: Any, root: Path, n: int) -> list[Row]:
 
 
 async def _first_instruction(client: Any, work: Path) -> Row:
-    fifo = work / "started"
-    os.mkfifo(fifo)
-    command = f"echo x > {fifo}"
+    """From the call to the command's first instruction: its open of a FIFO, stamped as it happens."""
     ours = []
-    for _ in range(FIRST_ROUNDS):
-        t0 = time.perf_counter()
-        await client.call_tool("run_job", {"command": command, "wait_seconds": 0})
-        ours.append(read_fifo(fifo) - t0)
     plain = []
-    for _ in range(FIRST_ROUNDS):
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(["sh", "-c", command])
-        plain.append(read_fifo(fifo) - t0)
-        proc.wait()
+    with FirstWrite(work / "started") as first:
+        command = f"echo x > {first.path}"
+        for _ in range(FIRST_ROUNDS):
+            t0 = time.monotonic()
+            await client.call_tool("run_job", {"command": command, "wait_seconds": 0})
+            ours.append(first.stamp() - t0)
+            t0 = time.monotonic()
+            proc = subprocess.Popen(["sh", "-c", command])
+            plain.append(first.stamp() - t0)
+            proc.wait()
     return Row(
         "first instruction after the run_job call, stdio (median)",
         f"{statistics.median(ours) * 1000:.2f} ms",
