@@ -78,6 +78,22 @@ def test_kill_reaches_a_process_that_left_the_group(jobs: Jobs, tmp_path: Path) 
     wait_exit(state_of(jobs, started.job_id)["supervisor_pid"])
 
 
+def test_a_root_that_traps_the_signal_does_not_keep_it_from_a_process_that_left_the_group(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    """The look for processes outside the group waits for the root to end, but not for ever:
+    the escaped process gets the SIGTERM itself, long before the escalation to SIGKILL."""
+    ready, termed = Fifo(tmp_path / "ready"), Fifo(tmp_path / "termed")
+    escapee = f"setsid sh -c 'trap \"echo x > {termed}; exit\" TERM; while :; do sleep 0.05; done' &"
+    command = f"{escapee} trap '' TERM; echo x > {ready}; while :; do sleep 0.05; done"
+    started = jobs.run(command=command, wait_seconds=0, kill_after=60)
+    ready.read()
+    assert jobs.kill(job_id=started.job_id, wait_seconds=0).state == "running"
+    termed.read(timeout=10)  # by SIGTERM, from the supervisor's walk: SIGKILL is a minute away
+    killed = jobs.kill(job_id=started.job_id, signal="SIGKILL", wait_seconds=10)
+    assert (killed.state, killed.reason) == ("killed", "killed")
+
+
 def test_the_supervisor_acknowledges_a_kill_request_and_other_signals_go_in_order(jobs: Jobs, tmp_path: Path) -> None:
     ready, usr1 = Fifo(tmp_path / "ready"), Fifo(tmp_path / "usr1")
     command = f"trap 'echo x > {usr1}' USR1; echo x > {ready}; while :; do sleep 0.05; done"

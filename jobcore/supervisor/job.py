@@ -23,6 +23,13 @@ _ERRORS_REWRITE_S = 1.0
 #: After signalling the group, the job's processes that left it are looked for this much
 #: later, or at once if the root has ended: most jobs are gone by then and need no /proc scan.
 _SWEEP_DELAY_S = 0.05
+#: While the root still runs, the look waits for its end up to this long (once a tenth of a
+#: second): on a busy machine the signal has not yet been acted on, and once the root ends,
+#: what it left becomes our children, so nothing left means no /proc walk. A walk costs a
+#: few milliseconds of CPU beside a thousand processes; a thousand kills at once made one
+#: in four supervisors walk. A root that outlives the signal (it traps it) gets the walk then.
+_SWEEP_WAIT_S = 1.0
+_SWEEP_RETRY_S = 0.1
 _TERMINATING = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT})
 #: Signals whose disposition we change (or Python does); the command gets them at default.
 _RESET_SIGNALS = (
@@ -76,8 +83,10 @@ class Supervisor:
         self.reason: str | None = None
         self.timeout_at: float | None = None
         self.escalate_at: float | None = None
-        #: When to signal, with ``sweep_signal``, the job's processes outside its group.
+        #: When to signal, with ``sweep_signal``, the job's processes outside its group, and
+        #: until when that waits for the root to end first (see :meth:`sweep_due`).
         self.sweep_at: float | None = None
+        self.sweep_by = 0.0
         #: ``kill.sent`` to write, and when: only if the job outlives the signal that long.
         self.kill_sent: dict[str, object] | None = None
         self.kill_sent_at: float | None = None
@@ -272,6 +281,16 @@ class Supervisor:
                 pass
         self.sweep_signal = signum
         self.sweep_at = time.monotonic() + sweep_in
+        self.sweep_by = self.sweep_at + (_SWEEP_WAIT_S if sweep_in else 0.0)
+
+    def sweep_due(self, now: float) -> bool:
+        """Whether to walk /proc for the job's processes outside its group now (called when
+        ``sweep_at`` has come and processes of ours are left): yes once the root has ended, or
+        it has had ``_SWEEP_WAIT_S`` to act on the signal; else look again a little later."""
+        if self.ended or now >= self.sweep_by:
+            return True
+        self.sweep_at = min(now + _SWEEP_RETRY_S, self.sweep_by)
+        return False
 
     def sweep(self) -> None:
         """Signal our descendants outside the job's group, notify commands aside: as their

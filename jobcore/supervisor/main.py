@@ -126,10 +126,10 @@ def main(job_dir: str, environ: Mapping[str, str] | None = None, *, reap_all: bo
             # Reaped first: on a busy machine the signal has often ended every process of the
             # job by the time we run again, and then nothing is left to look for in /proc.
             has_children = _reap(sup, notifier, reap_all)
-            if has_children:
-                sup.sweep()
-            else:
+            if not has_children:
                 sup.sweep_at = None  # the job left nothing behind: no /proc scan
+            elif sup.sweep_due(now):
+                sup.sweep()
         if sup.kill_sent_at is not None and (now >= sup.kill_sent_at or sup.ended):
             sup.acknowledge_kill()
         notifier.enforce_deadlines(now)
