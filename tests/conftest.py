@@ -28,8 +28,11 @@ def anyio_backend() -> str:
 
 
 def _kill_leftovers(root: Path) -> None:
-    """SIGKILL the process group and supervisor of every job under ``root`` that still has them."""
+    """SIGKILL the supervisor and every process of each job under ``root`` not ended: its
+    group, and what left it (found by the job's marker), such as a test that failed leaves."""
     import json
+
+    from jobcore.supervisor import procs
 
     if not root.is_dir():
         return
@@ -40,12 +43,13 @@ def _kill_leftovers(root: Path) -> None:
             continue
         if state.get("job", {}).get("status") in ("exited", "killed", "failed"):
             continue
-        for pid, kill in ((state.get("pid"), os.killpg), (state.get("supervisor_pid"), os.kill)):
-            if isinstance(pid, int) and pid > 1:
-                try:
-                    kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        supervisor, pgid = state.get("supervisor_pid"), state.get("pid")
+        if isinstance(supervisor, int) and supervisor > 1:
+            try:
+                os.kill(supervisor, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        procs.signal_job(state_file.parent.name, pgid if isinstance(pgid, int) and pgid > 1 else None, signal.SIGKILL)
 
 
 @pytest.fixture
