@@ -328,7 +328,7 @@ def test_run_starts_the_command_before_the_definition_is_fsynced_and_returns_aft
     """``run_job`` starts the command before ``meta.json`` is fsynced (its supervisor makes it
     durable right after the spawn) and returns only once it is."""
     job_dir, top, calls = _trace(tmp_path, "print(jobs.run(command='true durability-probe', wait_seconds=10).job_id)")
-    command = next(c for c in calls if c.name == "execve" and "durability-probe" in c.args)
+    command = next(c for c in calls if c.name == "execve" and '"-c", "true durability-probe"' in c.args)
     supervisor = next(c.pid for c in calls if c.name == "write" and '"ACK"' in c.args)
     ack = next(c for c in calls if c.name == "write" and c.pid == supervisor and '"ACK"' in c.args)
     meta, directory, root = (
