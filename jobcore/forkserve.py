@@ -19,10 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .supervisor import fsio
-from .supervisor.forkserver import MERGE_PAGES_VAR, SOCKET_NAME
+from .supervisor.forkserver import LOCK_NAME, MERGE_PAGES_VAR, SOCKET_NAME, code_stamp
 
 ENABLE_VAR = "AGENT_JOBS_FORKSERVER"
-LOCK_NAME = ".forkserver.lock"
 #: How long a fork server may take to start listening before the launch goes without it.
 START_TIMEOUT_S = 5.0
 #: How long a request may take to be answered.
@@ -144,7 +143,7 @@ def _rlimits() -> list[list[int]]:
 def _request(conn: socket.socket, job_dir: str, environ: dict[str, str], ack_fd: int) -> int | None:
     umask = os.umask(0o077)
     os.umask(umask)
-    request = {"job_dir": job_dir, "env": dict(environ), "umask": umask, "rlimits": _rlimits()}
+    request = {"job_dir": job_dir, "env": dict(environ), "umask": umask, "rlimits": _rlimits(), "code": code_stamp()}
     body = fsio.dumps(request, indent=None).encode()
     message = len(body).to_bytes(4, "big") + body
     sent = conn.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, ack_fd.to_bytes(4, sys.byteorder))])

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +17,8 @@ from helpers import Fifo, wait_exit
 
 from jobcore import Jobs
 from jobcore.supervisor import forkserver, procs, warmup
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -154,3 +159,43 @@ def test_supervisors_opt_into_same_page_merging_only_when_asked(
     assert _merges_any(supervisor) is (setting == "1")
     assert _merges_any(_parent(supervisor)) is (setting == "1")  # the fork server
     assert jobs.kill(job_id=started.job_id, wait_seconds=10).state == "killed"
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_a_fork_server_older_than_the_code_on_disk_steps_aside_for_a_new_one(job_root: Path, tmp_path: Path) -> None:
+    """An upgrade while a fork server runs: the next launch is refused by it (and spawns its
+    supervisor itself), the old fork server exits, and the launch after starts a new one."""
+    install = tmp_path / "install"
+    shutil.copytree(REPO / "jobcore", install / "jobcore", ignore=shutil.ignore_patterns("__pycache__"))
+    launcher = (
+        "import sys; from jobcore import Jobs; print(Jobs(sys.argv[1]).run(command='sleep 600', wait_seconds=0).job_id)"
+    )
+
+    def launch() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", launcher, str(job_root)],
+            cwd=install,
+            env={**os.environ, "PYTHONPATH": str(install)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    jobs = Jobs(job_root)
+    first = launch()
+    old_server = _parent(_supervisor(jobs, first))
+    assert str(install) in _cmdline(old_server) and "supervisor.forkserver" in _cmdline(old_server)
+    module = install / "jobcore" / "supervisor" / "follow.py"
+    module.write_text(module.read_text() + "\n")  # the upgrade
+    second = launch()
+    assert "supervisor.main" in _cmdline(_supervisor(jobs, second))  # spawned: the fork server refused
+    wait_exit(old_server)
+    third = launch()
+    new_server = _parent(_supervisor(jobs, third))
+    assert new_server != old_server and "supervisor.forkserver" in _cmdline(new_server)
+    for job_id in (first, second, third):
+        assert jobs.kill(job_id=job_id, wait_seconds=10).state == "killed"

@@ -8,8 +8,11 @@ One per job store, started detached (its own session, stdio on /dev/null) by the
 that finds none (see :mod:`jobcore.forkserve`). It listens on ``.forkserver.sock`` in the
 store's root, mode 0600, and serves only its own user. One forked spare at a time waits on
 that socket and takes the next request itself (we then fork the next spare). A request is
-one length-prefixed JSON message ``{"job_dir", "env", "umask", "rlimits"}`` carrying the
-launcher's acknowledgement pipe (``SCM_RIGHTS``); the answer is the supervisor's pid. The
+one length-prefixed JSON message ``{"job_dir", "env", "umask", "rlimits", "code"}`` carrying
+the launcher's acknowledgement pipe (``SCM_RIGHTS``); the answer is the supervisor's pid.
+``code`` is :func:`code_stamp` as the launcher sees it: a fork server started before the
+supervisor's code was replaced (an upgrade) refuses, removes its socket and exits, so the next
+launch starts one with the code on disk. The
 spare leaves our session for its own, is given the request's environment (never ours) for
 the job, the launcher's umask and resource limits, keeps the job directory open on fd 3 (how
 readers tell a forked supervisor, whose command line is ours, see
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import _signal
 import _socket
+import fcntl
 import gc
 import os
 import resource
@@ -43,6 +47,9 @@ from . import fsio, main, warmup
 
 IDLE_EXIT_S = 10.0
 SOCKET_NAME = ".forkserver.sock"
+#: Taken by a launcher starting a fork server, and by one stepping aside.
+LOCK_NAME = ".forkserver.lock"
+_HERE = os.path.dirname(os.path.abspath(__file__))
 #: In our environment, ``1``: we and every supervisor we fork opt into the kernel's same-page
 #: merging (KSM), so pages supervisors have written alike are shared again where the machine
 #: runs it (``docs/performance.md``). Off by default: merged pages are a timing side channel.
@@ -54,6 +61,28 @@ JOB_DIR_FD = 3
 MAX_REQUEST = 4 * 1024 * 1024
 _SCM_RIGHTS = 1
 _SO_PEERCRED = 17
+
+
+def code_stamp() -> str:
+    """The supervisor's code as it is on disk now: each module's name, size and modification time."""
+    parts = []
+    for name in sorted(os.listdir(_HERE)):
+        if name.endswith(".py"):
+            st = os.stat(f"{_HERE}/{name}")
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(parts)
+
+
+def _step_aside(path: str, ino: int) -> None:
+    """Remove our socket (under the lock a launcher takes to start a fork server, so never a
+    newer server's): the next launch starts one, and we exit once we see it gone."""
+    lock = os.open(f"{os.path.dirname(path)}/{LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _still_ours(path, ino):
+            os.unlink(path)
+    finally:
+        os.close(lock)
 
 
 def _recv_request(conn: _socket.socket) -> tuple[dict, int]:
@@ -84,6 +113,8 @@ def _recv_request(conn: _socket.socket) -> tuple[dict, int]:
             raise ValueError("no env")
         if not isinstance(request.get("umask"), int) or not isinstance(request.get("rlimits"), list):
             raise ValueError("no umask or rlimits")
+        if not isinstance(request.get("code", ""), str):
+            raise ValueError("code is not a string")
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -148,7 +179,7 @@ def _child(request: dict, ack_fd: int) -> None:
         os._exit(code)
 
 
-def _take_request(conn: _socket.socket) -> tuple[dict, int] | None:
+def _take_request(conn: _socket.socket, ours: _Socket) -> tuple[dict, int] | None:
     """Check the caller and read its request, answering our pid; None once refused."""
     conn.settimeout(5.0)
     creds = conn.getsockopt(_socket.SOL_SOCKET, _SO_PEERCRED, 12)
@@ -158,6 +189,12 @@ def _take_request(conn: _socket.socket) -> tuple[dict, int] | None:
         request, ack_fd = _recv_request(conn)
     except (OSError, ValueError) as exc:
         conn.sendall(f"error {exc}\n".encode())
+        return None
+    if request.get("code", ours.code) != ours.code:
+        # A launcher without a stamp (one started before stamps) spawns what is on disk too.
+        os.close(ack_fd)
+        _step_aside(ours.path, ours.ino)
+        conn.sendall(b"error the fork server's code is older than the launcher's\n")
         return None
     if (refused := _limits_refused(request["rlimits"])) is not None:
         os.close(ack_fd)
@@ -171,7 +208,7 @@ def _take_request(conn: _socket.socket) -> tuple[dict, int] | None:
     return request, ack_fd
 
 
-def _spare(listener: _socket.socket, lifeline: int, taken: int, close: list[int]) -> None:
+def _spare(listener: _socket.socket, ours: _Socket, lifeline: int, taken: int, close: list[int]) -> None:
     """In a forked spare: wait for one request and become its supervisor. Never returns.
 
     It accepts the connection itself and says so on ``taken``, with its pid (the fork server
@@ -202,7 +239,7 @@ def _spare(listener: _socket.socket, lifeline: int, taken: int, close: list[int]
             os.close(held)
         conn = _socket.socket(fileno=fd)
         try:
-            taken_request = _take_request(conn)
+            taken_request = _take_request(conn, ours)
         finally:
             conn.close()
         if taken_request is not None:
@@ -211,6 +248,13 @@ def _spare(listener: _socket.socket, lifeline: int, taken: int, close: list[int]
         code = 1
     finally:
         os._exit(code)
+
+
+class _Socket:
+    """Our socket (its path and inode: whether the path is still ours) and the code we loaded."""
+
+    def __init__(self, path: str, ino: int, code: str) -> None:
+        self.path, self.ino, self.code = path, ino, code
 
 
 class _Children:
@@ -270,6 +314,7 @@ def serve(root: str) -> int:
     listener.listen(128)
     listener.setblocking(False)  # a connection reset between poll and accept never blocks a spare
     ino = os.stat(path).st_ino
+    ours = _Socket(path, ino, code_stamp())
     sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     taken_r, taken_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
@@ -302,7 +347,7 @@ def serve(root: str) -> int:
             except OSError:
                 pid = -1  # no process to spare now (a limit reached): tried again in a second
             if pid == 0:
-                _spare(listener, lifeline_r, taken_w, spare_close)
+                _spare(listener, ours, lifeline_r, taken_w, spare_close)
             if pid > 0:
                 children.spare = pid
                 children.pids.add(pid)
