@@ -58,17 +58,24 @@ def _spare_of(server: int, supervisors: set[int]) -> int:
     raise AssertionError(f"fork server {server} forked no spare")
 
 
-def test_a_spare_waits_for_the_next_launch_and_becomes_its_supervisor(jobs: Jobs, tmp_path: Path) -> None:
+def _second_launch_taken_by_the_spare(jobs: Jobs, tmp_path: Path, word: str) -> tuple[str, int, int]:
+    """A running job, then a second launch (``echo word``), which the spare forked meanwhile
+    takes and runs as any other: the first job's id, its supervisor and the fork server."""
     ready = Fifo(tmp_path / "ready")
     first = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
     ready.read()
     first_supervisor = _supervisor(jobs, first.job_id)
     server = _parent(first_supervisor)
     spare = _spare_of(server, {first_supervisor})
-    second = jobs.run(command="echo second", wait_seconds=10)
-    assert (second.state, second.final_snapshot.stdout_tail) == ("exited", "second\n")
+    second = jobs.run(command=f"echo {word}", wait_seconds=10)
+    assert (second.state, second.final_snapshot.stdout_tail) == ("exited", f"{word}\n")
     assert _supervisor(jobs, second.job_id) == spare
-    assert jobs.kill(job_id=first.job_id, wait_seconds=10).state == "killed"
+    return first.job_id, first_supervisor, server
+
+
+def test_a_spare_waits_for_the_next_launch_and_becomes_its_supervisor(jobs: Jobs, tmp_path: Path) -> None:
+    first, _, _ = _second_launch_taken_by_the_spare(jobs, tmp_path, "second")
+    assert jobs.kill(job_id=first, wait_seconds=10).state == "killed"
 
 
 def test_the_spare_leaves_with_a_killed_fork_server_and_the_jobs_carry_on(jobs: Jobs, tmp_path: Path) -> None:
@@ -115,27 +122,19 @@ def test_a_notify_command_s_shell_is_found_on_the_job_s_path_not_the_fork_server
 def test_the_warm_up_leaves_no_directory_descriptor_or_subreaper_behind(jobs: Jobs, tmp_path: Path) -> None:
     # The first launch's spare is forked before the warm-up, and may be done before it ends.
     assert jobs.run(command="true", wait_seconds=10).state == "exited"
-    ready = Fifo(tmp_path / "ready")
-    first = jobs.run(command=f"echo x > {ready}; sleep 600", wait_seconds=0)
-    ready.read()
-    first_supervisor = _supervisor(jobs, first.job_id)
-    server = _parent(first_supervisor)
     # One spare, forked once the warm-up is done: the launch it takes runs as any other.
-    spare = _spare_of(server, {first_supervisor})
-    second = jobs.run(command="echo warm", wait_seconds=10)
-    assert (second.state, second.final_snapshot.stdout_tail) == ("exited", "warm\n")
-    assert _supervisor(jobs, second.job_id) == spare
+    first, first_supervisor, server = _second_launch_taken_by_the_spare(jobs, tmp_path, "warm")
     assert not [name for name in os.listdir(jobs.store.root) if name.startswith(warmup.WARM_UP_PREFIX)]
     links = [os.readlink(f"/proc/{server}/fd/{fd}") for fd in os.listdir(f"/proc/{server}/fd")]
     assert not [link for link in links if link.endswith("(deleted)") or str(jobs.store.root) in link]
     # Its own: the signal, spare-taken and lifeline pipes, and one the launcher may leave it.
     assert len([link for link in links if link.startswith("pipe:")]) <= 7, links
     # No subreaper: a job whose supervisor is killed is not taken in by the fork server.
-    job_root = json.loads((jobs.store.root / first.job_id / "state.json").read_text())["pid"]
+    job_root = json.loads((jobs.store.root / first / "state.json").read_text())["pid"]
     os.kill(first_supervisor, signal.SIGKILL)
     wait_exit(first_supervisor)
     assert _parent(job_root) != server
-    jobs.kill(job_id=first.job_id, wait_seconds=10)  # a lost supervisor: its job is ended all the same
+    jobs.kill(job_id=first, wait_seconds=10)  # a lost supervisor: its job is ended all the same
     wait_exit(job_root)
 
 
